@@ -1,0 +1,1 @@
+"""Tables, sessions and the queries the rest of modscan needs."""

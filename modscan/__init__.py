@@ -1,0 +1,3 @@
+"""modscan: asynchronous batch moderation that tells AI-generated images from real ones."""
+
+__version__ = "0.1.0"

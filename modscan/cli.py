@@ -1,0 +1,237 @@
+"""The ``modscan`` command. Light commands start fast: TensorFlow loads only to score."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from modscan.settings import Settings, get_settings
+
+UNTRAINED_WARNING = (
+    "WARNING: scoring with an UNTRAINED model ({name} {version}): its scores are "
+    "meaningless. Train one with `modscan train` or set MODSCAN_MODEL_PATH."
+)
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _ready_database(settings: Settings) -> str:
+    """The database URL, migrated if it is the embedded default, else checked."""
+    from db.migrate import DatabaseNotMigrated, ensure_migrated
+
+    url = settings.resolved_database_url
+    try:
+        ensure_migrated(url, may_migrate=settings.database_is_embedded_default)
+    except DatabaseNotMigrated as exc:
+        raise click.ClickException(str(exc)) from exc
+    return url
+
+
+def _warn_if_untrained(card: Any) -> None:
+    if not card.trained:
+        click.secho(
+            UNTRAINED_WARNING.format(name=card.name, version=card.version),
+            fg="yellow",
+            bold=True,
+            err=True,
+        )
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
+def main(verbose: bool) -> None:
+    """modscan: tell AI-generated images from real ones, in bulk."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the database migrations (PostgreSQL or SQLite)."""
+    from db.migrate import head_revision, upgrade
+
+    url = _settings().resolved_database_url
+    upgrade(url)
+    click.echo(f"database is at revision {head_revision(url)}")
+
+
+@main.command()
+@click.argument("source")
+@click.option("--wait", is_flag=True, help="Distributed mode: follow progress to the end.")
+def scan(source: str, wait: bool) -> None:
+    """Scan s3://bucket/prefix or a local folder.
+
+    Without MODSCAN_BROKER_URL the scan runs in this process (embedded mode); with it, the
+    scan is queued for `modscan worker` processes.
+    """
+    settings = _settings()
+    _ready_database(settings)
+    if settings.embedded:
+        from modscan.embedded_cli import embedded_scan
+
+        embedded_scan(settings, source)
+        return
+    from workers.scans import BrokerUnavailable, InvalidSource, start_scan
+
+    try:
+        scan_id = start_scan(settings, source, allow_local=True)
+    except (BrokerUnavailable, InvalidSource) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"scan {scan_id} queued: {source}")
+    if wait:
+        from modscan.embedded_cli import follow_scan
+
+        follow_scan(settings, scan_id)
+
+
+@main.command()
+@click.option("--queues", default="listing,inference", show_default=True)
+@click.option("--concurrency", type=int, default=None, help="Task threads (default: setting).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
+    """Run a Celery worker: one process per GPU, threads share its model and batches."""
+    settings = _settings()
+    if settings.embedded:
+        raise click.ClickException("set MODSCAN_BROKER_URL to run a worker")
+    _ready_database(settings)
+    from workers.celery_app import app
+
+    app.worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={concurrency or settings.worker_concurrency}",
+            f"--queues={queues}",
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@main.command()
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+def api(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API (OpenAPI at /docs)."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run("api.app:app", host=host or settings.api_host, port=port or settings.api_port)
+
+
+@main.group()
+def ingest() -> None:
+    """Consume image notifications from a queue."""
+
+
+@ingest.command("sqs")
+@click.option("--queue-url", required=True)
+@click.option("--max-messages", type=int, default=None, help="Stop after this many messages.")
+@click.option("--idle-timeout", type=float, default=None, help="Stop after this long idle (s).")
+def ingest_sqs(queue_url: str, max_messages: int | None, idle_timeout: float | None) -> None:
+    """Read S3 event notifications (or modscan messages) from SQS and scan what they name."""
+    settings = _settings()
+    _ready_database(settings)
+    from workers.ingest import consume_sqs
+
+    if settings.embedded:
+        from modscan.embedded_cli import embedded_dispatch
+
+        dispatch, finish = embedded_dispatch(settings)
+        stats = consume_sqs(
+            settings, queue_url, dispatch, max_messages=max_messages, idle_timeout_s=idle_timeout
+        )
+        finish()
+    else:
+        from workers.scans import enqueue_chunk
+
+        stats = consume_sqs(
+            settings,
+            queue_url,
+            enqueue_chunk,
+            max_messages=max_messages,
+            idle_timeout_s=idle_timeout,
+        )
+    click.echo(
+        f"{stats.messages} messages, {stats.refs} objects, {stats.dispatched} new, "
+        f"{stats.invalid} invalid"
+    )
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--scan", "scan_id", type=int, default=None)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def export(fmt: str, scan_id: int | None, output: Path | None) -> None:
+    """Stream results, one row per source object, duplicates and errors included."""
+    from db.export import EXPORT_FIELDS, export_rows
+    from db.session import session_scope
+
+    settings = _settings()
+    url = _ready_database(settings)
+    handle = output.open("w", newline="") if output else sys.stdout
+    try:
+        writer = csv.DictWriter(handle, fieldnames=EXPORT_FIELDS) if fmt == "csv" else None
+        if writer:
+            writer.writeheader()
+        with session_scope(url) as session:
+            for row in export_rows(session, scan_id=scan_id):
+                if writer:
+                    writer.writerow(row)
+                else:
+                    handle.write(json.dumps(row) + "\n")
+    finally:
+        if output:
+            handle.close()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--images", type=int, default=4096, show_default=True)
+@click.option("--skip-s3", is_flag=True, help="Leave out the S3 measurements.")
+def bench(as_json: bool, images: int, skip_s3: bool) -> None:
+    """Measure ceiling, naive, pipeline and S3 throughput on this machine."""
+    from modscan.bench import run_bench
+
+    run_bench(_settings(), images=images, as_json=as_json, skip_s3=skip_s3)
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo"),
+    show_default=True,
+)
+@click.option("--count", type=int, default=200, show_default=True)
+def demo(folder: Path, count: int) -> None:
+    """Prepare demo images (plus a few broken files) and scan them in embedded mode."""
+    from modscan.demo import prepare_demo_images
+
+    started = time.perf_counter()
+    made = prepare_demo_images(folder, count=count)
+    click.echo(f"prepared {made} demo files in {folder}/ ({time.perf_counter() - started:.1f}s)")
+    settings = _settings()
+    if not settings.embedded:
+        raise click.ClickException("the demo runs in embedded mode: unset MODSCAN_BROKER_URL")
+    _ready_database(settings)
+    from modscan.embedded_cli import embedded_scan
+
+    embedded_scan(settings, str(folder))
+
+
+if __name__ == "__main__":
+    main()

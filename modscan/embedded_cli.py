@@ -1,0 +1,146 @@
+"""Embedded-mode front end: progress bar and the end-of-scan summary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import click
+from tqdm import tqdm
+
+from db.items import WorkItem
+from db.models import Scan
+from db.scans import scan_counts, top_ai_items
+from db.session import session_scope
+from modscan.settings import Settings
+
+UNTRAINED_WARNING = (
+    "WARNING: scoring with an UNTRAINED model ({name} {version}): its scores are "
+    "meaningless. Train one with `modscan train` or set MODSCAN_MODEL_PATH."
+)
+
+
+def _context(settings: Settings):  # type: ignore[no-untyped-def]
+    from workers.context import WorkerContext
+
+    ctx = WorkerContext(settings)
+    if not ctx.card.trained:
+        click.secho(
+            UNTRAINED_WARNING.format(name=ctx.card.name, version=ctx.card.version),
+            fg="yellow",
+            bold=True,
+            err=True,
+        )
+    click.echo(
+        f"loading {ctx.card.name} {ctx.card.version} ({ctx.card.backbone}, "
+        f"{ctx.card.input_size}x{ctx.card.input_size})...",
+        err=True,
+    )
+    ctx.engine.wait_ready()
+    return ctx
+
+
+def embedded_scan(settings: Settings, source: str) -> int:
+    from workers.embedded import create_embedded_scan, run_embedded_scan
+    from workers.sources import InvalidSource
+
+    try:
+        scan_id = create_embedded_scan(settings, source)
+    except InvalidSource as exc:
+        raise click.ClickException(str(exc)) from exc
+    ctx = _context(settings)
+    bar = tqdm(total=0, unit="img", desc=f"scan {scan_id}", file=None, dynamic_ncols=True)
+
+    def progress(done: int, listed: int) -> None:
+        if bar.total != listed:
+            bar.total = listed
+        bar.update(done)
+
+    started = time.perf_counter()
+    try:
+        run_embedded_scan(ctx, scan_id, progress=progress)
+    finally:
+        bar.close()
+        ctx.close()
+    elapsed = time.perf_counter() - started
+    print_summary(settings, scan_id, elapsed, trained=ctx.card.trained)
+    return scan_id
+
+
+def print_summary(settings: Settings, scan_id: int, elapsed: float, *, trained: bool) -> None:
+    with session_scope(settings.resolved_database_url) as session:
+        scan = session.get(Scan, scan_id)
+        counts = scan_counts(session, scan_id)
+        top = top_ai_items(session, scan_id, limit=10)
+    assert scan is not None
+    with_verdict = sum(counts.by_status.get(s, 0) for s in ("scored", "cached", "duplicate"))
+    click.echo("")
+    click.secho(f"scan {scan_id}: {scan.source_uri} — {scan.status}", bold=True)
+    click.echo(
+        f"  objects: {counts.total}  "
+        + "  ".join(f"{status}: {n}" for status, n in sorted(counts.by_status.items()))
+    )
+    click.echo(
+        "  labels:  "
+        + ("  ".join(f"{label}: {n}" for label, n in sorted(counts.by_label.items())) or "none")
+    )
+    click.echo(
+        "  errors:  "
+        + (
+            "  ".join(f"{reason}: {n}" for reason, n in sorted(counts.errors_by_reason.items()))
+            or "none"
+        )
+    )
+    if top:
+        click.echo("  most likely AI-generated:")
+        for uri, score in top:
+            click.echo(f"    {score:.3f}  {uri}")
+    rate = with_verdict / elapsed if elapsed > 0 else 0.0
+    click.echo(f"  {with_verdict} images in {elapsed:.1f}s: {rate:.1f} images/s")
+    if not trained:
+        click.secho("  (untrained model: labels and scores are placeholders)", fg="yellow")
+
+
+def follow_scan(settings: Settings, scan_id: int, poll_s: float = 1.0) -> None:
+    """Distributed mode: poll the scan until it completes, with a progress bar."""
+    started = time.perf_counter()
+    bar = tqdm(total=0, unit="img", desc=f"scan {scan_id}", dynamic_ncols=True)
+    try:
+        while True:
+            with session_scope(settings.resolved_database_url) as session:
+                scan = session.get(Scan, scan_id)
+                counts = scan_counts(session, scan_id)
+            assert scan is not None
+            bar.total = max(scan.listed, counts.total)
+            bar.n = counts.finished
+            bar.refresh()
+            if scan.status in ("completed", "failed"):
+                break
+            time.sleep(poll_s)
+    finally:
+        bar.close()
+    print_summary(settings, scan_id, time.perf_counter() - started, trained=True)
+
+
+def embedded_dispatch(
+    settings: Settings,
+) -> tuple[Callable[[int, Sequence[WorkItem]], None], Callable[[], None]]:
+    """A dispatch that classifies in this process, and a function that waits for it."""
+    from workers.classify import classify_items
+
+    ctx = _context(settings)
+    executor = ThreadPoolExecutor(settings.worker_concurrency)
+    futures: list[Future[object]] = []
+
+    def dispatch(_scan_id: int, items: Sequence[WorkItem]) -> None:
+        ids = [item.item_id for item in items]
+        futures.append(executor.submit(classify_items, ctx, ids))
+
+    def finish() -> None:
+        for future in futures:
+            future.result()
+        executor.shutdown()
+        ctx.close()
+
+    return dispatch, finish

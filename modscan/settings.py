@@ -1,0 +1,111 @@
+"""The one settings object, read from ``MODSCAN_*`` environment variables.
+
+Defaults give the embedded mode: SQLite at ``./modscan.db`` and in-process batching.
+Setting ``MODSCAN_BROKER_URL`` and ``MODSCAN_DATABASE_URL`` turns on the distributed mode.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_DATABASE_URL = "sqlite:///./modscan.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODSCAN_", extra="ignore")
+
+    # Where things live.
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; unset means embedded SQLite at ./modscan.db"
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker (redis://...); unset means in-process batching"
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3/SQS endpoint override (MinIO, moto, localstack)"
+    )
+    aws_region: str = Field(default="us-east-1", description="Region for S3 and SQS clients")
+    model_path: Path | None = Field(
+        default=None,
+        description="Model artifact folder; unset means models/default, else an untrained B6",
+    )
+    home: Path = Field(
+        default=Path.home() / ".cache" / "modscan",
+        description="Cache folder (the generated untrained model lives here)",
+    )
+
+    # Batching and inference.
+    max_batch: int = Field(default=256, ge=1, description="Largest inference batch")
+    max_wait_ms: int = Field(
+        default=50, ge=0, description="How long a partial batch waits for more images"
+    )
+    batch_sizes: list[int] = Field(
+        default=[16, 64, 256],
+        description="Compiled batch shapes; partial batches are padded up to the next one",
+    )
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="auto: float16 mixed precision on GPU, float32 on CPU"
+    )
+    xla: Literal["auto", "on", "off"] = Field(
+        default="auto", description="auto: XLA on GPU, off on CPU (where it is 7x slower)"
+    )
+    fetch_concurrency: int = Field(default=32, ge=1, description="Object fetches in flight")
+
+    # Workers and delivery.
+    worker_concurrency: int = Field(
+        default=8, ge=1, description="Inference task threads per worker process"
+    )
+    chunk_size: int = Field(default=64, ge=1, description="Images per classify task")
+    max_attempts: int = Field(
+        default=3, ge=1, description="Deliveries before an image is dead-lettered"
+    )
+    visibility_timeout_s: int = Field(
+        default=3600, ge=10, description="Redis broker visibility timeout"
+    )
+    batch_timeout_s: float = Field(
+        default=600.0, description="How long a task waits for its batch to be written"
+    )
+
+    # Ingest rules and decoding caps.
+    scan_extensions: list[str] = Field(
+        default=[".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"],
+        description="Object keys with other extensions are recorded as skipped ('*' = all)",
+    )
+    max_bytes: int = Field(default=20 * 1024 * 1024, description="Larger objects are too_large")
+    max_pixels: int = Field(default=50_000_000, description="Larger images are too_large")
+    max_frames: int = Field(default=1000, description="Longer animations are too_large")
+
+    # HTTP API.
+    api_host: str = Field(default="127.0.0.1", description="modscan api bind address")
+    api_port: int = Field(default=8000, description="modscan api port")
+    api_max_page_size: int = Field(default=500, description="Cap on page sizes")
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: batching runs in this process."""
+        return not self.broker_url
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or EMBEDDED_DATABASE_URL
+
+    @property
+    def database_is_embedded_default(self) -> bool:
+        """Only the embedded default may be created and migrated without asking."""
+        return self.database_url is None
+
+    def scans_extension(self, key: str) -> bool:
+        if "*" in self.scan_extensions:
+            return True
+        lowered = key.lower()
+        return any(lowered.endswith(ext) for ext in self.scan_extensions)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,46 @@
+"""The Celery application: one config for every worker and for the API's enqueueing."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from modscan.settings import Settings, get_settings
+
+LISTING_QUEUE = "listing"
+INFERENCE_QUEUE = "inference"
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("modscan", broker=settings.broker_url or "memory://", include=["workers.tasks"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=INFERENCE_QUEUE,
+        task_queues=[Queue(LISTING_QUEUE), Queue(INFERENCE_QUEUE)],
+        task_routes={
+            "modscan.list_source": {"queue": LISTING_QUEUE},
+            "modscan.classify": {"queue": INFERENCE_QUEUE},
+        },
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=5,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_connect_timeout": 5,
+        },
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+    )
+    return app
+
+
+app = create_celery(get_settings())

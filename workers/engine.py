@@ -1,0 +1,294 @@
+"""The batching engine: one inference thread and one writer thread per process.
+
+Task threads hand in decoded images (or per-image errors). The inference thread forms
+batches of up to ``max_batch`` images, waiting at most ``max_wait_ms`` after the first one
+when traffic is a trickle, skips bytes that already have a verdict, and runs the compiled
+forward pass. The writer thread writes each batch's outcomes in one transaction while the
+next batch is already on the model, then wakes the tasks whose items are all written.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from db.items import ImageFacts, ModelStamp, Outcome, existing_verdicts, record_outcomes
+from db.models import ItemStatus
+from db.session import session_scope
+
+log = logging.getLogger(__name__)
+
+
+class Scorer:
+    """What the engine needs of a model; ModelRunner provides it."""
+
+    def ai_scores(self, pixels: np.ndarray) -> np.ndarray:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+@dataclass
+class Prepared:
+    """One item after fetching and decoding: pixels and facts, or an error."""
+
+    item_id: int
+    scan_id: int
+    pixels: np.ndarray | None = None
+    image: ImageFacts | None = None
+    error_reason: str | None = None
+    error_detail: str | None = None
+
+
+@dataclass
+class _Ticket:
+    remaining: int
+    future: Future[None] = field(default_factory=Future)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def done(self, n: int) -> None:
+        with self.lock:
+            self.remaining -= n
+            finished = self.remaining <= 0
+        if finished and not self.future.done():
+            self.future.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    images: int = 0
+    scored: int = 0
+    model_seconds: float = 0.0
+    largest_batch: int = 0
+
+
+_STOP = object()
+
+
+class BatchEngine:
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        scorer_factory: Callable[[], Scorer],
+        stamp: Callable[[], ModelStamp],
+        max_batch: int,
+        max_wait_ms: int,
+        remember: int = 200_000,
+    ) -> None:
+        self.database_url = database_url
+        self._scorer_factory = scorer_factory
+        self._stamp = stamp
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self._inbox: queue.Queue[object] = queue.Queue()
+        self._outbox: queue.Queue[object] = queue.Queue(maxsize=2)
+        self._seen: OrderedDict[str, float] = OrderedDict()  # sha → ai_score, this run
+        self._remember = remember
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self.stats = BatchStats()
+        self._threads = [
+            threading.Thread(target=self._infer_loop, name="modscan-infer", daemon=True),
+            threading.Thread(target=self._write_loop, name="modscan-write", daemon=True),
+        ]
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the model is loaded and warmed up (or raise why it could not be)."""
+        self.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the model did not finish loading in time")
+        if self._startup_error is not None:
+            raise RuntimeError(f"the model failed to load: {self._startup_error}") from (
+                self._startup_error
+            )
+
+    def close(self) -> None:
+        if self._started:
+            self._inbox.put(_STOP)
+            for thread in self._threads:
+                thread.join(timeout=60)
+
+    # -- submitting --------------------------------------------------------------------
+
+    def submit(self, prepared: Sequence[Prepared]) -> Future[None]:
+        """Queue items; the future resolves once every one of them is written."""
+        self.start()
+        ticket = _Ticket(remaining=len(prepared))
+        if self._startup_error is not None:
+            ticket.fail(RuntimeError(f"the model failed to load: {self._startup_error}"))
+            return ticket.future
+        if not prepared:
+            ticket.future.set_result(None)
+        for item in prepared:
+            self._inbox.put((item, ticket))
+        return ticket.future
+
+    # -- inference thread --------------------------------------------------------------
+
+    def _infer_loop(self) -> None:
+        try:
+            scorer = self._scorer_factory()
+            stamp = self._stamp()
+        except BaseException as exc:  # report, then fail every submission
+            log.exception("model failed to load")
+            self._startup_error = exc
+            self._ready.set()
+            self._drain_failing(exc)
+            return
+        self._ready.set()
+        while True:
+            first = self._inbox.get()
+            if first is _STOP:
+                self._outbox.put(_STOP)
+                return
+            batch = self._gather(first)
+            try:
+                outcomes = self._score(scorer, stamp, [item for item, _ in batch])
+            except Exception as exc:
+                log.exception("inference failed for a batch of %d", len(batch))
+                for _, ticket in batch:
+                    ticket.fail(exc)
+                continue
+            self._outbox.put((outcomes, stamp, batch))
+
+    def _gather(self, first: object) -> list[tuple[Prepared, _Ticket]]:
+        batch: list[tuple[Prepared, _Ticket]] = [first]  # type: ignore[list-item]
+        images = 1 if batch[0][0].pixels is not None else 0
+        deadline = time.monotonic() + self.max_wait
+        while images < self.max_batch:
+            timeout = deadline - time.monotonic()
+            try:
+                entry = (
+                    self._inbox.get(timeout=max(timeout, 0))
+                    if timeout > 0
+                    else (self._inbox.get_nowait())
+                )
+            except queue.Empty:
+                break
+            if entry is _STOP:
+                self._inbox.put(_STOP)
+                break
+            batch.append(entry)  # type: ignore[arg-type]
+            if entry[0].pixels is not None:  # type: ignore[index]
+                images += 1
+        return batch
+
+    def _score(self, scorer: Scorer, stamp: ModelStamp, items: list[Prepared]) -> list[Outcome]:
+        shas = [p.image.sha256 for p in items if p.image is not None]
+        fresh = [sha for sha in dict.fromkeys(shas) if sha not in self._seen]
+        cached: dict[str, int] = {}
+        if fresh:
+            with session_scope(self.database_url) as session:
+                cached = existing_verdicts(
+                    session, fresh, model_name=stamp.name, model_version=stamp.version
+                )
+        to_score: dict[str, np.ndarray] = {}
+        for p in items:
+            if p.image is not None and p.pixels is not None:
+                sha = p.image.sha256
+                if sha not in self._seen and sha not in cached and sha not in to_score:
+                    to_score[sha] = p.pixels
+        scores: dict[str, float] = {}
+        if to_score:
+            started = time.perf_counter()
+            values = scorer.ai_scores(np.stack(list(to_score.values())))
+            self.stats.model_seconds += time.perf_counter() - started
+            scores = {sha: float(v) for sha, v in zip(to_score, values, strict=True)}
+            self._remember_scores(scores)
+        self.stats.batches += 1
+        self.stats.images += len(shas)
+        self.stats.scored += len(scores)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(to_score))
+
+        outcomes: list[Outcome] = []
+        for p in items:
+            if p.image is None:
+                outcomes.append(
+                    Outcome(
+                        item_id=p.item_id,
+                        scan_id=p.scan_id,
+                        status=ItemStatus.ERROR,
+                        error_reason=p.error_reason or "corrupt",
+                        error_detail=p.error_detail,
+                    )
+                )
+                continue
+            sha = p.image.sha256
+            if sha in scores:
+                status, score = ItemStatus.SCORED, scores.pop(sha)
+            elif sha in cached:
+                status, score = ItemStatus.CACHED, None
+            else:
+                status, score = ItemStatus.DUPLICATE, None
+            outcomes.append(
+                Outcome(
+                    item_id=p.item_id,
+                    scan_id=p.scan_id,
+                    status=status,
+                    image=p.image,
+                    ai_score=score,
+                )
+            )
+        return outcomes
+
+    def _remember_scores(self, scores: dict[str, float]) -> None:
+        self._seen.update(scores)
+        while len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+
+    def _drain_failing(self, exc: BaseException) -> None:
+        while True:
+            entry = self._inbox.get()
+            if entry is _STOP:
+                self._outbox.put(_STOP)
+                return
+            entry[1].fail(exc)  # type: ignore[index]
+
+    # -- writer thread -----------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            entry = self._outbox.get()
+            if entry is _STOP:
+                return
+            outcomes, stamp, batch = entry  # type: ignore[misc]
+            try:
+                with session_scope(self.database_url) as session:
+                    record_outcomes(session, outcomes, stamp)
+            except Exception as exc:
+                log.exception("writing a batch of %d outcomes failed", len(outcomes))
+                # The scores are lost with the transaction: forget them, so a retry rescores.
+                for outcome in outcomes:
+                    if outcome.image is not None:
+                        self._seen.pop(outcome.image.sha256, None)
+                for _, ticket in batch:
+                    ticket.fail(exc)
+                continue
+            counts: dict[int, int] = {}
+            tickets: dict[int, _Ticket] = {}
+            for _, ticket in batch:
+                counts[id(ticket)] = counts.get(id(ticket), 0) + 1
+                tickets[id(ticket)] = ticket
+            for key, ticket in tickets.items():
+                ticket.done(counts[key])

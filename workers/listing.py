@@ -1,0 +1,56 @@
+"""Listing a scan's source: register every object, then hand pending items out in chunks.
+
+Each page is registered in its own transaction and only then dispatched, so a worker never
+races a row that does not exist. A redelivered listing resumes after the last committed
+S3 key; registering is idempotent, so replaying a page adds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from db.items import WorkItem, register_sources
+from db.models import Scan, ScanStatus
+from db.scans import finish_listing, record_listing_page
+from db.session import session_scope
+from modscan.settings import Settings
+from workers.fetch import s3_client
+from workers.sources import list_folder_pages, list_s3_pages, parse_source
+
+log = logging.getLogger(__name__)
+
+Dispatch = Callable[[int, Sequence[WorkItem]], None]
+
+
+def chunked(items: Sequence[WorkItem], size: int) -> list[Sequence[WorkItem]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def run_listing(settings: Settings, scan_id: int, dispatch: Dispatch) -> int:
+    """List the scan's source to the end; return how many objects were listed."""
+    url = settings.resolved_database_url
+    with session_scope(url) as session:
+        scan = session.get(Scan, scan_id)
+        if scan is None:
+            raise LookupError(f"scan {scan_id} does not exist")
+        if scan.listing_done or scan.status == ScanStatus.FAILED:
+            return 0
+        source = parse_source(scan.source_uri)
+        cursor = scan.list_cursor
+    if source.scheme == "s3":
+        pages = list_s3_pages(settings, s3_client(settings), source, start_after=cursor)
+    else:
+        pages = list_folder_pages(settings, source)
+    listed = 0
+    for records, last_key in pages:
+        with session_scope(url) as session:
+            pending = register_sources(session, scan_id, records)
+            record_listing_page(session, scan_id, listed=len(records), cursor=last_key)
+        listed += len(records)
+        for chunk in chunked(pending, settings.chunk_size):
+            dispatch(scan_id, chunk)
+    with session_scope(url) as session:
+        finish_listing(session, scan_id)
+    log.info("scan %s: listed %d objects", scan_id, listed)
+    return listed

@@ -1,0 +1,56 @@
+"""Starting scans and handing work to the queues (the distributed mode's dispatch)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from db.items import WorkItem
+from db.scans import create_scan, fail_scan
+from db.session import session_scope
+from modscan.settings import Settings
+from workers.sources import InvalidSource, parse_source
+
+__all__ = ["BrokerUnavailable", "InvalidSource", "enqueue_chunk", "start_scan"]
+
+log = logging.getLogger(__name__)
+
+LIST_TASK = "modscan.list_source"
+CLASSIFY_TASK = "modscan.classify"
+
+
+class BrokerUnavailable(RuntimeError):
+    """The task broker could not be reached; nothing was enqueued."""
+
+
+def _send(name: str, kwargs: dict[str, object]) -> None:
+    from kombu.exceptions import OperationalError
+
+    from workers.celery_app import app
+
+    try:
+        app.send_task(name, kwargs=kwargs, retry=True)
+    except (OperationalError, ConnectionError, OSError) as exc:
+        raise BrokerUnavailable(f"the task broker is unreachable: {exc}") from exc
+
+
+def start_scan(settings: Settings, source_uri: str, *, allow_local: bool = False) -> int:
+    """Create the scan row, commit, then enqueue its listing. Returns the scan id."""
+    if not settings.broker_url:
+        raise BrokerUnavailable("no broker configured (MODSCAN_BROKER_URL is unset)")
+    source = parse_source(source_uri, allow_local=allow_local)
+    url = settings.resolved_database_url
+    with session_scope(url) as session:
+        scan_id = create_scan(session, source_uri=source.uri, kind=source.kind).id
+    try:
+        _send(LIST_TASK, {"scan_id": scan_id})
+    except BrokerUnavailable as exc:
+        with session_scope(url) as session:
+            fail_scan(session, scan_id, str(exc))
+        raise
+    return scan_id
+
+
+def enqueue_chunk(scan_id: int, items: Sequence[WorkItem]) -> None:
+    """One classify task per chunk, carrying references only."""
+    _send(CLASSIFY_TASK, {"scan_id": scan_id, "items": [item.to_payload() for item in items]})

@@ -1,0 +1,64 @@
+"""Celery tasks: thin wrappers over the listing and classify services."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from celery.signals import worker_ready
+
+from modscan.settings import get_settings
+from workers.celery_app import app
+from workers.classify import classify_items
+from workers.context import get_context
+from workers.fetch import TransientFetchError
+from workers.listing import run_listing
+from workers.scans import enqueue_chunk
+
+log = logging.getLogger(__name__)
+
+
+@app.task(
+    name="modscan.list_source",
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(TransientFetchError, ConnectionError),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=8,
+)
+def list_source(self: Task, scan_id: int) -> None:
+    run_listing(get_settings(), scan_id, enqueue_chunk)
+
+
+@app.task(name="modscan.classify", bind=True, acks_late=True, ignore_result=True)
+def classify(self: Task, scan_id: int, items: list[dict[str, Any]]) -> None:
+    settings = get_settings()
+    result = classify_items(get_context(settings), [int(item["item_id"]) for item in items])
+    if result.retry_item_ids:
+        retry = [item for item in items if int(item["item_id"]) in set(result.retry_item_ids)]
+        countdown = min(2 ** (self.request.retries or 0), 60)
+        log.warning(
+            "scan %s: %d items to retry in %ss (%s)",
+            scan_id,
+            len(retry),
+            countdown,
+            "; ".join(result.retry_reasons[:3]) or "unfinished",
+        )
+        # The attempts counter on each item bounds this loop (dead-letter after max_attempts).
+        raise self.retry(
+            kwargs={"scan_id": scan_id, "items": retry}, countdown=countdown, max_retries=None
+        )
+
+
+@worker_ready.connect
+def _warm_up(sender: Any = None, **_: Any) -> None:
+    """Load and warm the model as the worker starts, in the process that will use it."""
+    pool = getattr(sender, "pool", None)
+    if pool is not None and "prefork" in type(pool).__module__:
+        return  # never load TensorFlow in a parent that forks; children load lazily
+    context = get_context(get_settings())
+    context.engine.wait_ready()
+    log.info("modscan worker ready: model %s %s", context.card.name, context.card.version)

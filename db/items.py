@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy import Select, Table, bindparam, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from db.models import Image, ItemStatus, ScanItem, Source, Verdict, utcnow
@@ -145,7 +146,7 @@ def source_ids(
     return found
 
 
-def _work_items_query():  # type: ignore[no-untyped-def]
+def _work_items_query() -> Select[int, int, str, str, str, str | None, int | None, int]:
     return select(
         ScanItem.id,
         ScanItem.scan_id,
@@ -319,12 +320,10 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome], model: ModelS
     ]
     if not params:
         return
+    table = cast(Table, ScanItem.__table__)
     session.connection().execute(
-        update(ScanItem.__table__)
-        .where(
-            ScanItem.__table__.c.id == bindparam("b_id"),
-            ScanItem.__table__.c.status == ItemStatus.PENDING,
-        )
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.status == ItemStatus.PENDING)
         .values(
             status=bindparam("b_status"),
             image_sha256=bindparam("b_sha"),

@@ -48,7 +48,7 @@ class ScanStatus:
 class ItemStatus:
     PENDING = "pending"
     SCORED = "scored"  # the model ran on these bytes for this item
-    CACHED = "cached"  # a verdict for these bytes and model already existed
+    CACHED = "cached"  # a verdict for these bytes and model was already stored
     DUPLICATE = "duplicate"  # same bytes as another item scored in the same batch
     ERROR = "error"  # bad input: error_reason says why
     SKIPPED = "skipped"  # ruled out by extension or size before fetching

@@ -8,16 +8,10 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
 from modscan.settings import Settings, get_settings
-
-UNTRAINED_WARNING = (
-    "WARNING: scoring with an UNTRAINED model ({name} {version}): its scores are "
-    "meaningless. Train one with `modscan train` or set MODSCAN_MODEL_PATH."
-)
 
 
 def _settings() -> Settings:
@@ -34,16 +28,6 @@ def _ready_database(settings: Settings) -> str:
     except DatabaseNotMigrated as exc:
         raise click.ClickException(str(exc)) from exc
     return url
-
-
-def _warn_if_untrained(card: Any) -> None:
-    if not card.trained:
-        click.secho(
-            UNTRAINED_WARNING.format(name=card.name, version=card.version),
-            fg="yellow",
-            bold=True,
-            err=True,
-        )
 
 
 @click.group()
@@ -155,12 +139,12 @@ def ingest_sqs(queue_url: str, max_messages: int | None, idle_timeout: float | N
         )
         finish()
     else:
-        from workers.scans import enqueue_chunk
+        from workers.scans import Enqueuer
 
         stats = consume_sqs(
             settings,
             queue_url,
-            enqueue_chunk,
+            Enqueuer(settings),
             max_messages=max_messages,
             idle_timeout_s=idle_timeout,
         )

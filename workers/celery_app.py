@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Exchange, Queue
 
 from modscan.settings import Settings, get_settings
 
 LISTING_QUEUE = "listing"
 INFERENCE_QUEUE = "inference"
+
+
+def _queue(name: str) -> Queue:
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -20,7 +26,7 @@ def create_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=INFERENCE_QUEUE,
-        task_queues=[Queue(LISTING_QUEUE), Queue(INFERENCE_QUEUE)],
+        task_queues=[_queue(LISTING_QUEUE), _queue(INFERENCE_QUEUE)],
         task_routes={
             "modscan.list_source": {"queue": LISTING_QUEUE},
             "modscan.classify": {"queue": INFERENCE_QUEUE},
@@ -41,6 +47,12 @@ def create_celery(settings: Settings) -> Celery:
         },
     )
     return app
+
+
+@lru_cache(maxsize=4)
+def app_for(broker_url: str) -> Celery:
+    """A producer-side app for a given broker (the API and CLI may hold other settings)."""
+    return create_celery(Settings(broker_url=broker_url))
 
 
 app = create_celery(get_settings())

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -27,11 +28,10 @@ from db.session import session_scope
 log = logging.getLogger(__name__)
 
 
-class Scorer:
+class Scorer(Protocol):
     """What the engine needs of a model; ModelRunner provides it."""
 
-    def ai_scores(self, pixels: np.ndarray) -> np.ndarray:  # pragma: no cover - protocol
-        raise NotImplementedError
+    def ai_scores(self, pixels: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -71,6 +71,13 @@ class BatchStats:
     scored: int = 0
     model_seconds: float = 0.0
     largest_batch: int = 0
+
+
+@dataclass
+class _Written:
+    outcomes: list[Outcome]
+    stamp: ModelStamp
+    batch: list[tuple[Prepared, _Ticket]]
 
 
 _STOP = object()
@@ -170,7 +177,7 @@ class BatchEngine:
                 for _, ticket in batch:
                     ticket.fail(exc)
                 continue
-            self._outbox.put((outcomes, stamp, batch))
+            self._outbox.put(_Written(outcomes, stamp, batch))
 
     def _gather(self, first: object) -> list[tuple[Prepared, _Ticket]]:
         batch: list[tuple[Prepared, _Ticket]] = [first]  # type: ignore[list-item]
@@ -237,10 +244,10 @@ class BatchEngine:
             sha = p.image.sha256
             if sha in scores:
                 status, score = ItemStatus.SCORED, scores.pop(sha)
-            elif sha in cached:
-                status, score = ItemStatus.CACHED, None
-            else:
+            elif sha in to_score:  # same bytes as an item scored in this batch
                 status, score = ItemStatus.DUPLICATE, None
+            else:  # a verdict was stored earlier (by this run or before it)
+                status, score = ItemStatus.CACHED, None
             outcomes.append(
                 Outcome(
                     item_id=p.item_id,
@@ -272,7 +279,8 @@ class BatchEngine:
             entry = self._outbox.get()
             if entry is _STOP:
                 return
-            outcomes, stamp, batch = entry  # type: ignore[misc]
+            assert isinstance(entry, _Written)
+            outcomes, stamp, batch = entry.outcomes, entry.stamp, entry.batch
             try:
                 with session_scope(self.database_url) as session:
                     record_outcomes(session, outcomes, stamp)

@@ -6,6 +6,7 @@ a process that forks. Build and load the model in the process that will use it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -116,10 +117,8 @@ def configure_tensorflow(settings: Settings) -> dict[str, Any]:
 
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
-        try:
+        with contextlib.suppress(RuntimeError):  # already initialised
             tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised
-            pass
     precision = settings.precision
     if precision == "auto":
         precision = "float16" if gpus else "float32"

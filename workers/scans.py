@@ -11,7 +11,7 @@ from db.session import session_scope
 from modscan.settings import Settings
 from workers.sources import InvalidSource, parse_source
 
-__all__ = ["BrokerUnavailable", "InvalidSource", "enqueue_chunk", "start_scan"]
+__all__ = ["BrokerUnavailable", "Enqueuer", "InvalidSource", "start_scan"]
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +23,13 @@ class BrokerUnavailable(RuntimeError):
     """The task broker could not be reached; nothing was enqueued."""
 
 
-def _send(name: str, kwargs: dict[str, object]) -> None:
+def _send(broker_url: str, name: str, kwargs: dict[str, object]) -> None:
     from kombu.exceptions import OperationalError
 
-    from workers.celery_app import app
+    from workers.celery_app import app_for
 
     try:
-        app.send_task(name, kwargs=kwargs, retry=True)
+        app_for(broker_url).send_task(name, kwargs=kwargs, retry=True)
     except (OperationalError, ConnectionError, OSError) as exc:
         raise BrokerUnavailable(f"the task broker is unreachable: {exc}") from exc
 
@@ -43,7 +43,7 @@ def start_scan(settings: Settings, source_uri: str, *, allow_local: bool = False
     with session_scope(url) as session:
         scan_id = create_scan(session, source_uri=source.uri, kind=source.kind).id
     try:
-        _send(LIST_TASK, {"scan_id": scan_id})
+        _send(settings.broker_url, LIST_TASK, {"scan_id": scan_id})
     except BrokerUnavailable as exc:
         with session_scope(url) as session:
             fail_scan(session, scan_id, str(exc))
@@ -51,6 +51,14 @@ def start_scan(settings: Settings, source_uri: str, *, allow_local: bool = False
     return scan_id
 
 
-def enqueue_chunk(scan_id: int, items: Sequence[WorkItem]) -> None:
-    """One classify task per chunk, carrying references only."""
-    _send(CLASSIFY_TASK, {"scan_id": scan_id, "items": [item.to_payload() for item in items]})
+class Enqueuer:
+    """The distributed dispatch: one classify task per chunk, carrying references only."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.broker_url:
+            raise BrokerUnavailable("no broker configured (MODSCAN_BROKER_URL is unset)")
+        self.broker_url = settings.broker_url
+
+    def __call__(self, scan_id: int, items: Sequence[WorkItem]) -> None:
+        payload = {"scan_id": scan_id, "items": [item.to_payload() for item in items]}
+        _send(self.broker_url, CLASSIFY_TASK, payload)

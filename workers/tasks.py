@@ -14,7 +14,7 @@ from workers.classify import classify_items
 from workers.context import get_context
 from workers.fetch import TransientFetchError
 from workers.listing import run_listing
-from workers.scans import enqueue_chunk
+from workers.scans import Enqueuer
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
     max_retries=8,
 )
 def list_source(self: Task, scan_id: int) -> None:
-    run_listing(get_settings(), scan_id, enqueue_chunk)
+    settings = get_settings()
+    run_listing(settings, scan_id, Enqueuer(settings))
 
 
 @app.task(name="modscan.classify", bind=True, acks_late=True, ignore_result=True)

@@ -1,0 +1,78 @@
+"""Verdicts: filter and page through every model answer stored."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import SessionDep, SettingsDep
+from api.errors import ApiError
+from api.schemas import ErrorOut, LabelName, VerdictOut, VerdictPageOut
+from api.services import decode_cursor, encode_cursor
+from db.browse import list_verdicts
+
+router = APIRouter(prefix="/verdicts", tags=["verdicts"])
+
+DEFAULT_PAGE_SIZE = 100
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Datetimes without an offset are taken as UTC; others are converted to UTC."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+@router.get(
+    "",
+    response_model=VerdictPageOut,
+    summary="List verdicts, oldest id first, with cursor pagination",
+    responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+)
+def read_verdicts(
+    session: SessionDep,
+    settings: SettingsDep,
+    scan_id: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Only verdicts of this scan's items")
+    ] = None,
+    label: Annotated[LabelName | None, Query(description="ai or real")] = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="ISO 8601; created at or after (no offset means UTC)"),
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="ISO 8601; created before (no offset means UTC)")
+    ] = None,
+    model_name: Annotated[str | None, Query(max_length=128)] = None,
+    model_version: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[
+        int,
+        Query(ge=1, description="Page size; more than the server's cap (default 500) is a 422"),
+    ] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="next_cursor of the previous page")
+    ] = None,
+) -> VerdictPageOut:
+    if limit > settings.api_max_page_size:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"query.limit: must be at most {settings.api_max_page_size}",
+        )
+    page = list_verdicts(
+        session,
+        limit=limit,
+        after_id=decode_cursor(cursor) if cursor is not None else None,
+        scan_id=scan_id,
+        label=label,
+        since=_utc(since),
+        until=_utc(until),
+        model_name=model_name,
+        model_version=model_version,
+    )
+    next_cursor = encode_cursor(page.items[-1].id) if page.has_more else None
+    return VerdictPageOut(items=[VerdictOut.build(v) for v in page.items], next_cursor=next_cursor)

@@ -37,7 +37,7 @@ def test_tampered_weights_are_refused(tmp_path: Path) -> None:
 
 
 def test_missing_or_malformed_card(tmp_path: Path) -> None:
-    with pytest.raises(ArtifactError, match="card.json is missing"):
+    with pytest.raises(ArtifactError, match=r"card\.json is missing"):
         read_card(tmp_path)
     (tmp_path / "card.json").write_text('{"name": "x", "unknown_field": 1}')
     with pytest.raises(ArtifactError, match="not a valid model card"):

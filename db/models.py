@@ -51,7 +51,7 @@ class ItemStatus:
     CACHED = "cached"  # a verdict for these bytes and model was already stored
     DUPLICATE = "duplicate"  # same bytes as another item scored in the same batch
     ERROR = "error"  # bad input: error_reason says why
-    SKIPPED = "skipped"  # ruled out by extension or size before fetching
+    SKIPPED = "skipped"  # ruled out by its extension before fetching
     DEAD = "dead"  # dead-lettered after max attempts
 
     WITH_VERDICT = (SCORED, CACHED, DUPLICATE)

@@ -29,12 +29,14 @@ def get_or_create_stream_scan(session: Session, source_uri: str) -> Scan:
     return scan
 
 
-def record_listing_page(session: Session, scan_id: int, *, listed: int, cursor: str) -> None:
+def record_listing_page(session: Session, scan_id: int, *, cursor: str) -> None:
+    """Count what is registered (a replayed page counts once) and keep the resume cursor."""
+    listed = select(func.count()).where(ScanItem.scan_id == scan_id).scalar_subquery()
     session.execute(
         update(Scan)
         .where(Scan.id == scan_id)
         .values(
-            listed=Scan.listed + listed,
+            listed=listed,
             list_cursor=cursor,
             status=ScanStatus.RUNNING,
             updated_at=utcnow(),
@@ -119,6 +121,17 @@ def scan_counts(session: Session, scan_id: int) -> ScanCounts:
     )
     counts.by_label = {label: n for label, n in rows}
     return counts
+
+
+def scan_model_versions(session: Session, scan_id: int) -> set[str]:
+    """The model versions behind this scan's verdicts."""
+    rows = session.scalars(
+        select(Verdict.model_version)
+        .join(ScanItem, ScanItem.verdict_id == Verdict.id)
+        .where(ScanItem.scan_id == scan_id)
+        .distinct()
+    )
+    return set(rows)
 
 
 def top_ai_items(session: Session, scan_id: int, limit: int = 10) -> list[tuple[str, float]]:

@@ -155,6 +155,27 @@ def ingest_sqs(queue_url: str, max_messages: int | None, idle_timeout: float | N
 
 
 @main.command()
+@click.option(
+    "--older-than",
+    type=float,
+    default=900,
+    show_default=True,
+    help="Seconds a pending item or listing must have been untouched.",
+)
+def requeue(older_than: float) -> None:
+    """Enqueue again the work a broker lost (e.g. Redis restarted without AOF)."""
+    settings = _settings()
+    if settings.embedded:
+        raise click.ClickException("requeue needs MODSCAN_BROKER_URL")
+    _ready_database(settings)
+    from workers.requeue import requeue_stale
+    from workers.scans import Enqueuer
+
+    stats = requeue_stale(settings, Enqueuer(settings), older_than_s=older_than)
+    click.echo(f"requeued {stats.scans} listings and {stats.items} items")
+
+
+@main.command()
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
 @click.option("--scan", "scan_id", type=int, default=None)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)

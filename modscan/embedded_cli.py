@@ -11,13 +11,13 @@ from tqdm import tqdm
 
 from db.items import WorkItem
 from db.models import Scan
-from db.scans import scan_counts, top_ai_items
+from db.scans import scan_counts, scan_model_versions, top_ai_items
 from db.session import session_scope
 from modscan.settings import Settings
 
 UNTRAINED_WARNING = (
     "WARNING: scoring with an UNTRAINED model ({name} {version}): its scores are "
-    "meaningless. Train one with `modscan train` or set MODSCAN_MODEL_PATH."
+    "meaningless. Point MODSCAN_MODEL_PATH at a trained model artifact."
 )
 
 
@@ -64,15 +64,16 @@ def embedded_scan(settings: Settings, source: str) -> int:
         bar.close()
         ctx.close()
     elapsed = time.perf_counter() - started
-    print_summary(settings, scan_id, elapsed, trained=ctx.card.trained)
+    print_summary(settings, scan_id, elapsed)
     return scan_id
 
 
-def print_summary(settings: Settings, scan_id: int, elapsed: float, *, trained: bool) -> None:
+def print_summary(settings: Settings, scan_id: int, elapsed: float) -> None:
     with session_scope(settings.resolved_database_url) as session:
         scan = session.get(Scan, scan_id)
         counts = scan_counts(session, scan_id)
         top = top_ai_items(session, scan_id, limit=10)
+        untrained = "untrained" in scan_model_versions(session, scan_id)
     assert scan is not None
     with_verdict = sum(counts.by_status.get(s, 0) for s in ("scored", "cached", "duplicate"))
     click.echo("")
@@ -98,8 +99,13 @@ def print_summary(settings: Settings, scan_id: int, elapsed: float, *, trained: 
             click.echo(f"    {score:.3f}  {uri}")
     rate = with_verdict / elapsed if elapsed > 0 else 0.0
     click.echo(f"  {with_verdict} images in {elapsed:.1f}s: {rate:.1f} images/s")
-    if not trained:
-        click.secho("  (untrained model: labels and scores are placeholders)", fg="yellow")
+    if untrained:
+        click.secho(
+            "  WARNING: these verdicts come from an UNTRAINED model: labels and scores are "
+            "placeholders",
+            fg="yellow",
+            bold=True,
+        )
 
 
 def follow_scan(settings: Settings, scan_id: int, poll_s: float = 1.0) -> None:
@@ -120,7 +126,7 @@ def follow_scan(settings: Settings, scan_id: int, poll_s: float = 1.0) -> None:
             time.sleep(poll_s)
     finally:
         bar.close()
-    print_summary(settings, scan_id, time.perf_counter() - started, trained=True)
+    print_summary(settings, scan_id, time.perf_counter() - started)
 
 
 def embedded_dispatch(

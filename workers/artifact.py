@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -87,4 +88,7 @@ def verify_weights(folder: Path, card: ModelCard) -> Path:
 
 
 def write_card(folder: Path, card: ModelCard) -> None:
-    (folder / CARD_FILE).write_text(card.to_json())
+    """Write the card atomically: a reader sees the old card or the new one, never half."""
+    partial = folder / f".{CARD_FILE}.{os.getpid()}.partial"
+    partial.write_text(card.to_json())
+    os.replace(partial, folder / CARD_FILE)

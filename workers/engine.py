@@ -71,6 +71,16 @@ class BatchStats:
     scored: int = 0
     model_seconds: float = 0.0
     largest_batch: int = 0
+    first_batch_at: float = 0.0
+    last_batch_at: float = 0.0
+
+    def summary(self) -> str:
+        span = self.last_batch_at - self.first_batch_at
+        busy = self.model_seconds / span if span > 0 else 0.0
+        return (
+            f"{self.batches} batches, {self.images} images, {self.scored} scored, "
+            f"largest {self.largest_batch}, model busy {busy:.0%} of {span:.1f}s"
+        )
 
 
 @dataclass
@@ -219,14 +229,19 @@ class BatchEngine:
         scores: dict[str, float] = {}
         if to_score:
             started = time.perf_counter()
+            if not self.stats.first_batch_at:
+                self.stats.first_batch_at = started
             values = scorer.ai_scores(np.stack(list(to_score.values())))
-            self.stats.model_seconds += time.perf_counter() - started
+            self.stats.last_batch_at = time.perf_counter()
+            self.stats.model_seconds += self.stats.last_batch_at - started
             scores = {sha: float(v) for sha, v in zip(to_score, values, strict=True)}
             self._remember_scores(scores)
         self.stats.batches += 1
         self.stats.images += len(shas)
         self.stats.scored += len(scores)
         self.stats.largest_batch = max(self.stats.largest_batch, len(to_score))
+        if self.stats.batches % 20 == 0 or self._inbox.empty():
+            log.info("engine: %s", self.stats.summary())
 
         outcomes: list[Outcome] = []
         for p in items:

@@ -112,10 +112,15 @@ def consume_sqs(
             try:
                 refs.extend(parse_message(message["Body"]))
             except InvalidMessage as exc:
-                # A message that can never parse would loop forever: log it and drop it
-                # (configure a redrive policy on the queue to keep a copy).
+                # A message that can never parse would loop forever: log it with its
+                # body and drop it.
                 stats.invalid += 1
-                log.error("dropping invalid message %s: %s", message.get("MessageId"), exc)
+                log.error(
+                    "dropping invalid message %s: %s; body: %.500s",
+                    message.get("MessageId"),
+                    exc,
+                    message.get("Body"),
+                )
             handled.append({"Id": str(len(handled)), "ReceiptHandle": message["ReceiptHandle"]})
         stats.refs += len(refs)
         stats.dispatched += ingest_refs(

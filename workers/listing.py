@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from db.items import WorkItem, register_sources
+from db.items import WorkItem, pending_items, register_sources
 from db.models import Scan, ScanStatus
-from db.scans import finish_listing, record_listing_page
+from db.scans import fail_scan, finish_listing, record_listing_page
 from db.session import session_scope
 from modscan.settings import Settings
-from workers.fetch import s3_client
-from workers.sources import list_folder_pages, list_s3_pages, parse_source
+from workers.fetch import TransientFetchError, s3_client
+from workers.sources import InvalidSource, list_folder_pages, list_s3_pages, parse_source
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,45 @@ Dispatch = Callable[[int, Sequence[WorkItem]], None]
 
 def chunked(items: Sequence[WorkItem], size: int) -> list[Sequence[WorkItem]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class ListingFailed(Exception):
+    """The source cannot be listed, and retrying will not change that."""
+
+
+def _list_pages(settings: Settings, scan_id: int, cursor: str | None, dispatch: Dispatch) -> int:
+    from botocore.exceptions import ClientError
+
+    url = settings.resolved_database_url
+    with session_scope(url) as session:
+        scan = session.get(Scan, scan_id)
+        assert scan is not None
+        try:
+            source = parse_source(scan.source_uri)
+        except InvalidSource as exc:
+            raise ListingFailed(str(exc)) from exc
+    if source.scheme == "s3":
+        pages = list_s3_pages(settings, s3_client(settings), source, start_after=cursor)
+    else:
+        pages = list_folder_pages(settings, source)
+    listed = 0
+    try:
+        for records, last_key in pages:
+            with session_scope(url) as session:
+                pending = register_sources(session, scan_id, records)
+                record_listing_page(session, scan_id, cursor=last_key)
+            listed += len(records)
+            for chunk in chunked(pending, settings.chunk_size):
+                dispatch(scan_id, chunk)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in PERMANENT_S3_ERRORS:
+            raise ListingFailed(f"cannot list {source.uri}: {code}") from exc
+        raise TransientFetchError(f"listing {source.uri}: {code}") from exc
+    return listed
+
+
+PERMANENT_S3_ERRORS = {"NoSuchBucket", "AccessDenied", "AllAccessDisabled", "InvalidBucketName"}
 
 
 def run_listing(settings: Settings, scan_id: int, dispatch: Dispatch) -> int:
@@ -36,20 +75,19 @@ def run_listing(settings: Settings, scan_id: int, dispatch: Dispatch) -> int:
             raise LookupError(f"scan {scan_id} does not exist")
         if scan.listing_done or scan.status == ScanStatus.FAILED:
             return 0
-        source = parse_source(scan.source_uri)
         cursor = scan.list_cursor
-    if source.scheme == "s3":
-        pages = list_s3_pages(settings, s3_client(settings), source, start_after=cursor)
-    else:
-        pages = list_folder_pages(settings, source)
-    listed = 0
-    for records, last_key in pages:
+        # A redelivered listing first hands out what an earlier attempt registered but
+        # may not have dispatched before it died.
+        resumed = pending_items(session, scan_id=scan_id) if cursor else []
+    for chunk in chunked(resumed, settings.chunk_size):
+        dispatch(scan_id, chunk)
+    try:
+        listed = _list_pages(settings, scan_id, cursor, dispatch)
+    except ListingFailed as exc:
         with session_scope(url) as session:
-            pending = register_sources(session, scan_id, records)
-            record_listing_page(session, scan_id, listed=len(records), cursor=last_key)
-        listed += len(records)
-        for chunk in chunked(pending, settings.chunk_size):
-            dispatch(scan_id, chunk)
+            fail_scan(session, scan_id, str(exc))
+        log.error("scan %s failed: %s", scan_id, exc)
+        return 0
     with session_scope(url) as session:
         finish_listing(session, scan_id)
     log.info("scan %s: listed %d objects", scan_id, listed)

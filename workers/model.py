@@ -7,6 +7,7 @@ a process that forks. Build and load the model in the process that will use it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import threading
@@ -81,7 +82,7 @@ def create_untrained_artifact(
     keras.utils.set_random_seed(seed)
     model = build_classifier(backbone, input_size)
     weights = folder / WEIGHTS_FILE
-    partial = folder / f".{WEIGHTS_FILE}.partial.weights.h5"
+    partial = folder / f".partial-{os.getpid()}.weights.h5"
     model.save_weights(partial)
     os.replace(partial, weights)
     card = ModelCard(
@@ -103,9 +104,16 @@ def ensure_artifact(settings: Settings) -> Path:
     if not (folder / "card.json").is_file():
         if settings.model_path is not None:
             read_card(folder)  # raises a clear ArtifactError
-        log.warning("no trained model found; creating an untrained EfficientNetB6 in %s", folder)
-        with _tf_lock:
+        folder.mkdir(parents=True, exist_ok=True)
+        # Threads of this process, and other processes sharing the folder, create it once.
+        with _tf_lock, (folder / ".create.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             if not (folder / "card.json").is_file():
+                log.warning(
+                    "no trained model found; creating an untrained %s in %s",
+                    "EfficientNetB6",
+                    folder,
+                )
                 create_untrained_artifact(folder)
     return folder
 

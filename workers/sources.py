@@ -80,19 +80,33 @@ def s3_record(settings: Settings, bucket: str, obj: dict[str, Any]) -> SourceRec
     )
 
 
+# Small first pages get the model busy sooner; later pages amortise the round trips.
+PAGE_SIZES = (128, 256, 512, 1000)
+
+
+def page_size(page: int) -> int:
+    return PAGE_SIZES[min(page, len(PAGE_SIZES) - 1)]
+
+
 def list_s3_pages(
     settings: Settings, client: Any, source: ParsedSource, *, start_after: str | None = None
 ) -> Iterator[tuple[list[SourceRecord], str]]:
     """Stream ListObjectsV2 pages as (records, last key): memory stays flat."""
-    paginator = client.get_paginator("list_objects_v2")
     kwargs: dict[str, Any] = {"Bucket": source.bucket, "Prefix": source.prefix}
     if start_after:
         kwargs["StartAfter"] = start_after
-    for page in paginator.paginate(**kwargs, PaginationConfig={"PageSize": 1000}):
-        contents = page.get("Contents", [])
+    page = 0
+    while True:
+        response = client.list_objects_v2(**kwargs, MaxKeys=page_size(page))
+        contents = response.get("Contents", [])
         if contents:
             records = [s3_record(settings, source.bucket, obj) for obj in contents]
             yield records, contents[-1]["Key"]
+        if not response.get("IsTruncated"):
+            return
+        kwargs.pop("StartAfter", None)
+        kwargs["ContinuationToken"] = response["NextContinuationToken"]
+        page += 1
 
 
 def file_record(settings: Settings, path: Path) -> SourceRecord | None:
@@ -114,10 +128,11 @@ def file_record(settings: Settings, path: Path) -> SourceRecord | None:
 
 
 def list_folder_pages(
-    settings: Settings, source: ParsedSource, page_size: int = 1000
+    settings: Settings, source: ParsedSource
 ) -> Iterator[tuple[list[SourceRecord], str]]:
     """Walk a folder recursively in a stable order, a page of files at a time."""
     page: list[SourceRecord] = []
+    pages = 0
     for root, dirs, files in os.walk(source.prefix):
         dirs.sort()
         for name in sorted(files):
@@ -125,8 +140,9 @@ def list_folder_pages(
             if record is None:
                 continue
             page.append(record)
-            if len(page) >= page_size:
+            if len(page) >= page_size(pages):
                 yield page, page[-1].key
                 page = []
+                pages += 1
     if page:
         yield page, page[-1].key

@@ -9,7 +9,7 @@ from celery import Task
 from celery.signals import worker_ready
 
 from modscan.settings import get_settings
-from workers.celery_app import app
+from workers.celery_app import INFERENCE_QUEUE, app
 from workers.classify import classify_items
 from workers.context import get_context
 from workers.fetch import TransientFetchError
@@ -60,6 +60,18 @@ def _warm_up(sender: Any = None, **_: Any) -> None:
     pool = getattr(sender, "pool", None)
     if pool is not None and "prefork" in type(pool).__module__:
         return  # never load TensorFlow in a parent that forks; children load lazily
+    consumer = getattr(sender, "task_consumer", None)
+    queues = {queue.name for queue in getattr(consumer, "queues", [])}
+    if queues and INFERENCE_QUEUE not in queues:
+        log.info("modscan worker ready: listing only, no model loaded")
+        return
     context = get_context(get_settings())
     context.engine.wait_ready()
+    if not context.card.trained:
+        log.warning(
+            "scoring with an UNTRAINED model (%s %s): its scores are meaningless; point "
+            "MODSCAN_MODEL_PATH at a trained model artifact",
+            context.card.name,
+            context.card.version,
+        )
     log.info("modscan worker ready: model %s %s", context.card.name, context.card.version)

@@ -173,3 +173,18 @@ def test_sqs_ingest_embedded(sqlite_url: str, moto_endpoint: str, small_model: P
     finally:
         ctx.close()
     assert table_counts(sqlite_url)["verdicts"] == 6
+
+
+def test_missing_bucket_fails_the_scan_clearly(
+    sqlite_url: str, moto_endpoint: str, small_model: Path
+) -> None:
+    from db.models import Scan
+    from db.session import session_scope
+
+    settings = make_settings(sqlite_url, moto_endpoint, small_model)
+    scan_id = run_scan(settings, "s3://no-such-bucket/photos/")
+    with session_scope(sqlite_url) as session:
+        scan = session.get(Scan, scan_id)
+        assert scan is not None
+        assert scan.status == "failed"
+        assert "NoSuchBucket" in (scan.error or "")

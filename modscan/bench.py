@@ -139,6 +139,40 @@ def measure_naive(runner: Any, images: list[bytes], size: int) -> float:
     return len(sample) / (time.perf_counter() - started)
 
 
+def compare_bfloat16(
+    settings: Settings, model_dir: Path, reference: Any, images: list[bytes], batch: int
+) -> dict[str, float]:
+    """Throughput and score drift of mixed bfloat16 against the float32 reference."""
+    from workers.decode import decode_image
+    from workers.model import ModelRunner
+
+    size = reference.input_size
+    pixels = np.stack([decode_image(data, size=size).pixels for data in images[:512]])
+    expected = reference.ai_scores(pixels)
+    runner = ModelRunner(
+        model_dir, settings.model_copy(update={"precision": "bfloat16", "max_batch": batch})
+    )
+    x = pixels[:batch].astype(np.float32)
+    runner._forward(x).numpy()
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < 4.0:
+        runner._forward(x).numpy()
+        done += batch
+    rate = done / (time.perf_counter() - started)
+    got = runner.ai_scores(pixels)
+    threshold = runner.card.threshold
+    flips = int(np.sum((got >= threshold) != (expected >= threshold)))
+    drift = {
+        "ips": round(rate, 1),
+        "max_abs_score_diff": round(float(np.max(np.abs(got - expected))), 5),
+        "mean_abs_score_diff": round(float(np.mean(np.abs(got - expected))), 5),
+        "label_flips": flips,
+        "compared": len(pixels),
+    }
+    click.echo(f"  bfloat16: {drift}", err=True)
+    return drift
+
+
 def measure_s3_get(settings: Settings, bucket: str, keys: list[str]) -> float:
     from workers.fetch import s3_client
 
@@ -223,9 +257,13 @@ def run_bench(settings: Settings, *, images: int, as_json: bool, skip_s3: bool) 
     naive = measure_naive(runner, folder_images, size)
     click.echo(f"  naive: {naive:.1f} img/s", err=True)
     ctx.close()
+    precision = None
+    if runner.setup["device"] == "cpu" and settings.precision in ("auto", "float32"):
+        precision = compare_bfloat16(settings, ctx.model_dir, runner, folder_images, batch)
 
     results: dict[str, Any] = {
         "ceiling_ips": round(ceiling, 1),
+        "bfloat16": precision,
         "naive_ips": round(naive, 1),
         "images": images,
         "batch_size": batch,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Select, Table, bindparam, select, tuple_, update
+from sqlalchemy import Select, Table, bindparam, func, literal, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from db.models import Image, ItemStatus, ScanItem, Source, Verdict, utcnow
@@ -205,13 +205,28 @@ def add_attempt(session: Session, items: Sequence[WorkItem], max_attempts: int) 
             .values(
                 status=ItemStatus.DEAD,
                 error_reason="max_attempts",
-                error_detail=f"gave up after {max_attempts} deliveries that did not finish",
+                error_detail=func.coalesce(
+                    literal(f"gave up after {max_attempts} deliveries; last error: ")
+                    + ScanItem.error_detail,
+                    literal(f"gave up after {max_attempts} deliveries that did not finish"),
+                ),
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)
         )
         complete_finished_scans(session, [item.scan_id for item in dead])
     return alive
+
+
+def note_retry_reasons(session: Session, reasons: dict[int, str]) -> None:
+    """Keep why a still-pending item failed transiently (shown if it is dead-lettered)."""
+    for item_id, reason in reasons.items():
+        session.execute(
+            update(ScanItem)
+            .where(ScanItem.id == item_id, ScanItem.status == ItemStatus.PENDING)
+            .values(error_detail=reason[:1000])
+            .execution_options(synchronize_session=False)
+        )
 
 
 def existing_verdicts(

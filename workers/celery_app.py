@@ -38,6 +38,10 @@ def create_celery(settings: Settings) -> Celery:
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
             "socket_connect_timeout": 5,
+            # Look for tasks a dead worker left unacked often enough that a short
+            # visibility timeout really brings them back soon (kombu sweeps every ~100 s).
+            "unacked_restore_interval": max(1, min(60, settings.visibility_timeout_s // 10)),
+            "unacked_restore_throttle": 1,
         },
         task_publish_retry_policy={
             "max_retries": 2,

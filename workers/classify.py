@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from db.items import ImageFacts, WorkItem, add_attempt, pending_items
+from db.items import ImageFacts, WorkItem, add_attempt, note_retry_reasons, pending_items
 from db.session import session_scope
 from workers.context import WorkerContext
 from workers.decode import DecodeLimits, ImageError, decode_image
@@ -28,6 +28,7 @@ class ClassifyResult:
     processed: int = 0
     retry_item_ids: list[int] = field(default_factory=list)
     retry_reasons: list[str] = field(default_factory=list)
+    last_errors: dict[int, str] = field(default_factory=dict)
 
 
 def prepare(ctx: WorkerContext, item: WorkItem) -> Prepared:
@@ -70,6 +71,7 @@ def _prepare_all(
         except TransientFetchError as exc:
             result.retry_item_ids.append(item.item_id)
             result.retry_reasons.append(str(exc))
+            result.last_errors[item.item_id] = str(exc)
     return ready
 
 
@@ -95,8 +97,10 @@ def classify_items(ctx: WorkerContext, item_ids: Sequence[int]) -> ClassifyResul
             alive = add_attempt(session, [item], max_attempts)
         if alive:
             _run(ctx, alive, result)
-    # Safety net: anything the batch could not finalise goes back for another try.
+    # Safety net: anything the batch could not finalise goes back for another try,
+    # with the reason kept on the item so a later dead-letter row still says why.
     with session_scope(url) as session:
+        note_retry_reasons(session, result.last_errors)
         leftover = {i.item_id for i in pending_items(session, item_ids=item_ids)}
     result.retry_item_ids = sorted(leftover | set(result.retry_item_ids))
     return result

@@ -24,7 +24,7 @@ def s3_client(settings: Settings, *, max_pool_connections: int | None = None) ->
     from botocore.config import Config
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "total_max_attempts": 5},
         max_pool_connections=max_pool_connections or settings.fetch_concurrency,
         connect_timeout=10,
         read_timeout=60,

@@ -42,7 +42,7 @@ def sqs_client(settings: Settings) -> Any:
         "sqs",
         endpoint_url=settings.s3_endpoint_url,
         region_name=settings.aws_region,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}),
+        config=Config(retries={"mode": "standard", "total_max_attempts": 5}),
     )
 
 

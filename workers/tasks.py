@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Task
 from celery.signals import worker_ready
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from modscan.settings import get_settings
 from workers.celery_app import INFERENCE_QUEUE, app
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
     bind=True,
     acks_late=True,
     ignore_result=True,
-    autoretry_for=(TransientFetchError, ConnectionError),
+    # A redelivered listing resumes from the scan's cursor, so retrying is cheap.
+    autoretry_for=(TransientFetchError, ConnectionError, OperationalError, InterfaceError),
     retry_backoff=True,
     retry_backoff_max=300,
     max_retries=8,
@@ -37,10 +39,23 @@ def list_source(self: Task, scan_id: int) -> None:
 @app.task(name="modscan.classify", bind=True, acks_late=True, ignore_result=True)
 def classify(self: Task, scan_id: int, items: list[dict[str, Any]]) -> None:
     settings = get_settings()
-    result = classify_items(get_context(settings), [int(item["item_id"]) for item in items])
+    backoff = min(2 ** (self.request.retries or 0), 60)
+    try:
+        result = classify_items(get_context(settings), [int(item["item_id"]) for item in items])
+    except Exception as exc:
+        # Database outages, a failed batch write, a batch that timed out: try again later.
+        # Items already written stay written; each item's attempts counter bounds the loop.
+        log.warning(
+            "scan %s: classify failed (%s: %s); retrying in %ss",
+            scan_id,
+            type(exc).__name__,
+            exc,
+            backoff,
+        )
+        raise self.retry(exc=exc, countdown=backoff, max_retries=None) from exc
     if result.retry_item_ids:
         retry = [item for item in items if int(item["item_id"]) in set(result.retry_item_ids)]
-        countdown = min(2 ** (self.request.retries or 0), 60)
+        countdown = backoff
         log.warning(
             "scan %s: %d items to retry in %ss (%s)",
             scan_id,

@@ -8,9 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, func, literal, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    String,
+    Table,
+    Text,
+    bindparam,
+    column,
+    func,
+    literal,
+    select,
+    update,
+    values,
+)
+from sqlalchemy import cast as sa_cast
 from sqlalchemy.orm import Session
 
 from db.models import Image, ItemStatus, ScanItem, Source, Verdict, utcnow
@@ -74,8 +88,11 @@ def register_sources(
     if not records:
         return []
     unique = {record.identity: record for record in records}
-    session.execute(
-        insert_ignore(session, Source, ["scheme", "bucket", "key", "version"]),
+    now = utcnow()
+    inserted = session.execute(
+        insert_ignore(session, Source, ["scheme", "bucket", "key", "version"]).returning(
+            Source.id, Source.scheme, Source.bucket, Source.key, Source.version
+        ),
         [
             {
                 "scheme": r.scheme,
@@ -85,24 +102,19 @@ def register_sources(
                 "version_id": r.version_id,
                 "etag": r.etag,
                 "size": r.size,
-                "created_at": utcnow(),
+                "created_at": now,
             }
             for r in unique.values()
         ],
     )
-    ids = source_ids(session, list(unique))
-    known: set[int] = set()
-    if new_only:
-        known = set(
-            session.scalars(
-                select(ScanItem.source_id).where(
-                    ScanItem.scan_id == scan_id, ScanItem.source_id.in_(list(ids.values()))
-                )
-            )
-        )
-    now = utcnow()
-    session.execute(
-        insert_ignore(session, ScanItem, ["scan_id", "source_id"]),
+    ids = {(scheme, bucket, key, version): id_ for id_, scheme, bucket, key, version in inserted}
+    missing = [identity for identity in unique if identity not in ids]
+    if missing:  # seen before: look their ids up
+        ids.update(source_ids(session, missing))
+    new_items = session.execute(
+        insert_ignore(session, ScanItem, ["scan_id", "source_id"]).returning(
+            ScanItem.id, ScanItem.source_id
+        ),
         [
             {
                 "scan_id": scan_id,
@@ -117,9 +129,32 @@ def register_sources(
             }
             for identity, r in unique.items()
         ],
+    ).all()
+    by_source = {source_id: identity for identity, source_id in ids.items()}
+    pending = [
+        _new_work_item(item_id, scan_id, unique[by_source[source_id]])
+        for item_id, source_id in new_items
+        if _initial_status(unique[by_source[source_id]]) == ItemStatus.PENDING
+    ]
+    if not new_only and len(new_items) < len(unique):
+        # Items this scan already had (a replayed page): hand out those still pending too.
+        created = {source_id for _, source_id in new_items}
+        older = [source_id for source_id in ids.values() if source_id not in created]
+        pending += pending_items(session, scan_id=scan_id, source_ids=older)
+    return sorted(pending, key=lambda item: item.item_id)
+
+
+def _new_work_item(item_id: int, scan_id: int, record: SourceRecord) -> WorkItem:
+    return WorkItem(
+        item_id=item_id,
+        scan_id=scan_id,
+        scheme=record.scheme,
+        bucket=record.bucket,
+        key=record.key,
+        version_id=record.version_id,
+        size=record.size,
+        attempts=0,
     )
-    fresh = [source_id for source_id in ids.values() if source_id not in known]
-    return pending_items(session, scan_id=scan_id, source_ids=fresh) if fresh else []
 
 
 def _initial_status(record: SourceRecord) -> str:
@@ -133,16 +168,24 @@ def _initial_status(record: SourceRecord) -> str:
 def source_ids(
     session: Session, identities: Sequence[tuple[str, str, str, str]]
 ) -> dict[tuple[str, str, str, str], int]:
+    """Ids of known sources, looked up by (scheme, bucket) and key: an index range scan."""
+    wanted = set(identities)
+    by_bucket: dict[tuple[str, str], list[str]] = {}
+    for scheme, bucket, key, _version in identities:
+        by_bucket.setdefault((scheme, bucket), []).append(key)
     found: dict[tuple[str, str, str, str], int] = {}
-    for start in range(0, len(identities), 500):
-        chunk = identities[start : start + 500]
-        rows = session.execute(
-            select(Source.id, Source.scheme, Source.bucket, Source.key, Source.version).where(
-                tuple_(Source.scheme, Source.bucket, Source.key, Source.version).in_(chunk)
+    for (scheme, bucket), keys in by_bucket.items():
+        for start in range(0, len(keys), 1000):
+            rows = session.execute(
+                select(Source.id, Source.key, Source.version).where(
+                    Source.scheme == scheme,
+                    Source.bucket == bucket,
+                    Source.key.in_(sorted(set(keys[start : start + 1000]))),
+                )
             )
-        )
-        for source_id, scheme, bucket, key, version in rows:
-            found[(scheme, bucket, key, version)] = source_id
+            for source_id, key, version in rows:
+                if (scheme, bucket, key, version) in wanted:
+                    found[(scheme, bucket, key, version)] = source_id
     return found
 
 
@@ -227,6 +270,37 @@ def note_retry_reasons(session: Session, reasons: dict[int, str]) -> None:
             .values(error_detail=reason[:1000])
             .execution_options(synchronize_session=False)
         )
+
+
+def _update_items_from_values(session: Session, table: Table, params: list[dict[str, Any]]) -> None:
+    """PostgreSQL: one ``UPDATE ... FROM (VALUES ...)`` for the whole batch."""
+    rows = values(
+        column("id", BigInteger),
+        column("status", String),
+        column("sha", String),
+        column("verdict", BigInteger),
+        column("reason", String),
+        column("detail", Text),
+        name="outcome",
+    ).data(
+        [
+            (p["b_id"], p["b_status"], p["b_sha"], p["b_verdict"], p["b_reason"], p["b_detail"])
+            for p in params
+        ]
+    )
+    session.execute(
+        update(table)
+        .where(table.c.id == rows.c.id, table.c.status == ItemStatus.PENDING)
+        .values(
+            status=rows.c.status,
+            image_sha256=rows.c.sha,
+            verdict_id=sa_cast(rows.c.verdict, BigInteger),
+            error_reason=rows.c.reason,
+            error_detail=rows.c.detail,
+            updated_at=params[0]["b_now"],
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def existing_verdicts(
@@ -336,6 +410,10 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome], model: ModelS
     if not params:
         return
     table = cast(Table, ScanItem.__table__)
+    if session.get_bind().dialect.name == "postgresql":
+        _update_items_from_values(session, table, params)
+        complete_finished_scans(session, [o.scan_id for o in outcomes])
+        return
     session.connection().execute(
         update(table)
         .where(table.c.id == bindparam("b_id"), table.c.status == ItemStatus.PENDING)

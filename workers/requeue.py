@@ -17,7 +17,7 @@ from db.models import ItemStatus, Scan, ScanItem, ScanStatus, utcnow
 from db.session import session_scope
 from modscan.settings import Settings
 from workers.listing import Dispatch, chunked
-from workers.scans import LIST_TASK, _send
+from workers.scans import LIST_TASK, send_task
 
 
 @dataclass
@@ -46,7 +46,7 @@ def requeue_stale(settings: Settings, dispatch: Dispatch, *, older_than_s: float
         ).all()
         items: list[WorkItem] = pending_items(session, item_ids=stale_ids) if stale_ids else []
     for scan_id in stale_scans:
-        _send(settings.broker_url, LIST_TASK, {"scan_id": scan_id})
+        send_task(settings.broker_url, LIST_TASK, {"scan_id": scan_id})
         stats.scans += 1
     by_scan: dict[int, list[WorkItem]] = {}
     for item in items:

@@ -11,7 +11,7 @@ from db.session import session_scope
 from modscan.settings import Settings
 from workers.sources import InvalidSource, parse_source
 
-__all__ = ["BrokerUnavailable", "Enqueuer", "InvalidSource", "start_scan"]
+__all__ = ["BrokerUnavailable", "Enqueuer", "InvalidSource", "send_task", "start_scan"]
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class BrokerUnavailable(RuntimeError):
     """The task broker could not be reached; nothing was enqueued."""
 
 
-def _send(broker_url: str, name: str, kwargs: dict[str, object]) -> None:
+def send_task(broker_url: str, name: str, kwargs: dict[str, object]) -> None:
     from kombu.exceptions import OperationalError
 
     from workers.celery_app import app_for
@@ -43,7 +43,7 @@ def start_scan(settings: Settings, source_uri: str, *, allow_local: bool = False
     with session_scope(url) as session:
         scan_id = create_scan(session, source_uri=source.uri, kind=source.kind).id
     try:
-        _send(settings.broker_url, LIST_TASK, {"scan_id": scan_id})
+        send_task(settings.broker_url, LIST_TASK, {"scan_id": scan_id})
     except BrokerUnavailable as exc:
         with session_scope(url) as session:
             fail_scan(session, scan_id, str(exc))
@@ -61,4 +61,4 @@ class Enqueuer:
 
     def __call__(self, scan_id: int, items: Sequence[WorkItem]) -> None:
         payload = {"scan_id": scan_id, "items": [item.to_payload() for item in items]}
-        _send(self.broker_url, CLASSIFY_TASK, payload)
+        send_task(self.broker_url, CLASSIFY_TASK, payload)

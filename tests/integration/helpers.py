@@ -114,3 +114,31 @@ def assert_scan_outcome(url: str, scan_id: int, contents: BucketContents) -> Non
         verdicts = session.scalar(select(func.count()).select_from(Verdict))
     assert len(scored) == len(set(scored)) == contents.distinct_good
     assert verdicts == contents.distinct_good
+
+
+def s3_event(
+    bucket: str, key: str, etag: str, size: int, sequencer: str = "0055AED6DCD90281E5"
+) -> dict[str, object]:
+    """An S3 ObjectCreated notification as SQS delivers it (key form-URL-encoded)."""
+    from urllib.parse import quote_plus
+
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {
+                        "key": quote_plus(key),
+                        "size": size,
+                        "eTag": etag,
+                        "sequencer": sequencer,
+                    },
+                },
+            }
+        ]
+    }

@@ -16,6 +16,7 @@ from tests.integration.helpers import (
     assert_scan_outcome,
     fill_bucket,
     items_by_key,
+    s3_event,
     table_counts,
     wait_for_scan,
     wait_until_final,
@@ -73,31 +74,6 @@ def test_prefix_scan_through_worker(stack: Settings) -> None:
     assert table_counts(url) == before  # no new source, image or verdict row
     second = items_by_key(url, again)
     assert {item.status for key, item in second.items() if key in contents.good} == {"cached"}
-
-
-def s3_event(bucket: str, key: str, etag: str, size: int, sequencer: str) -> dict[str, object]:
-    from urllib.parse import quote_plus
-
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventName": "ObjectCreated:Put",
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {
-                        "key": quote_plus(key),
-                        "size": size,
-                        "eTag": etag,
-                        "sequencer": sequencer,
-                    },
-                },
-            }
-        ]
-    }
 
 
 def test_sqs_events_delivered_twice(stack: Settings) -> None:

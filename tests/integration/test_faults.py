@@ -38,6 +38,7 @@ from tests.integration.helpers import (
     assert_scan_outcome,
     fill_bucket,
     items_by_key,
+    s3_event,
     wait_until_final,
 )
 from tests.support.faults import FaultProxy, fault_proxy
@@ -416,31 +417,6 @@ class TestS3Faults:
             ), key
         assert stack.proxy.gets[f"/{bucket}/{late}"] == 1
         assert stack.worker.process.poll() is None
-
-
-def s3_event(bucket: str, key: str, etag: str, size: int) -> dict[str, object]:
-    from urllib.parse import quote_plus
-
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventName": "ObjectCreated:Put",
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {
-                        "key": quote_plus(key),
-                        "size": size,
-                        "eTag": etag,
-                        "sequencer": "0055AED6DCD90281E5",
-                    },
-                },
-            }
-        ]
-    }
 
 
 # -- 8: pg_terminate_backend while the worker writes a batch -------------------------------

@@ -42,7 +42,7 @@ def prepare(ctx: WorkerContext, item: WorkItem) -> Prepared:
             max_pixels=ctx.settings.max_pixels,
             max_frames=ctx.settings.max_frames,
         )
-        decoded = decode_image(data, size=ctx.input_size, limits=limits)
+        decoded = decode_image(data, size=ctx.input_size, limits=limits, resize=ctx.card.resize)
     except ImageError as exc:
         prepared.error_reason, prepared.error_detail = exc.reason, exc.detail
         return prepared

@@ -107,16 +107,33 @@ _WIDE_MODES = _SIXTEEN_BIT_MODES | {"I", "F"}
 _SNIFF_BYTES = 1024
 
 
-def decode_image(data: bytes, *, size: int, limits: DecodeLimits = DecodeLimits()) -> DecodedImage:
+RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+}
+
+
+def decode_image(
+    data: bytes,
+    *,
+    size: int,
+    limits: DecodeLimits = DecodeLimits(),
+    resize: str = "bilinear",
+) -> DecodedImage:
     """Decode ``data`` into a ``(size, size, 3)`` uint8 RGB array.
 
     Raises :class:`ImageError` for any problem with the data itself.
     """
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
+    if resize not in RESAMPLING:
+        raise ValueError(f"unknown resize {resize!r}; choose one of {', '.join(RESAMPLING)}")
     _check_byte_count(data, limits)
     try:
-        return _decode(data, size, limits)
+        return _decode(data, size, limits, resize)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -134,7 +151,7 @@ def _check_byte_count(data: bytes, limits: DecodeLimits) -> None:
         raise ImageError("too_large", f"{len(data)} bytes exceeds limit of {limits.max_bytes}")
 
 
-def _decode(data: bytes, size: int, limits: DecodeLimits) -> DecodedImage:
+def _decode(data: bytes, size: int, limits: DecodeLimits, resize: str) -> DecodedImage:
     with _open(data) as im:
         width, height = im.size
         _check_pixels(width, height, limits)
@@ -145,7 +162,7 @@ def _decode(data: bytes, size: int, limits: DecodeLimits) -> DecodedImage:
         rgb = _to_rgb(im)
         if orientation in _TRANSPOSE_FOR_ORIENTATION:
             rgb = rgb.transpose(_TRANSPOSE_FOR_ORIENTATION[orientation])
-        small = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        small = rgb.resize((size, size), RESAMPLING[resize], reducing_gap=3.0)
         image_format = im.format or "unknown"
     if orientation in _SWAPS_AXES:
         width, height = height, width

@@ -449,3 +449,18 @@ def test_resize_squashes_whole_image_without_cropping() -> None:
     pixels = decode_image(encode(bands, "PNG"), size=32).pixels
     for col, colour in zip([4, 12, 20, 28], [RED, GREEN, BLUE, WHITE], strict=True):
         assert_close(pixels[16, col], colour, tol=0)
+
+
+def test_resize_follows_the_card() -> None:
+    """A 1-pixel checkerboard: nearest keeps pure black/white, bilinear averages to grey."""
+    board = Image.new("L", (64, 64))
+    board.putdata([255 * ((x + y) % 2) for y in range(64) for x in range(64)])
+    buffer = io.BytesIO()
+    board.save(buffer, "PNG")
+    data = buffer.getvalue()
+    nearest = decode_image(data, size=32, resize="nearest").pixels
+    bilinear = decode_image(data, size=32, resize="bilinear").pixels
+    assert set(np.unique(nearest)) <= {0, 255}
+    assert 100 < float(bilinear.mean()) < 155 and bilinear.std() < 40
+    with pytest.raises(ValueError, match="unknown resize"):
+        decode_image(data, size=32, resize="sideways")

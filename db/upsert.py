@@ -10,8 +10,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
-def insert_ignore(session: Session, model: type[Any], conflict_columns: Sequence[str]) -> Insert:
-    """``INSERT ... ON CONFLICT (cols) DO NOTHING`` for the session's dialect."""
+def insert_ignore(session: Session, model: Any, conflict_columns: Sequence[str]) -> Insert:
+    """``INSERT ... ON CONFLICT (cols) DO NOTHING`` for the session's dialect.
+
+    ``model`` is a mapped class or a Table (a Table takes the faster Core executemany path).
+    """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(model).on_conflict_do_nothing(index_elements=conflict_columns)

@@ -25,10 +25,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ClassifyResult:
-    processed: int = 0
     retry_item_ids: list[int] = field(default_factory=list)
-    retry_reasons: list[str] = field(default_factory=list)
-    last_errors: dict[int, str] = field(default_factory=dict)
+    last_errors: dict[int, str] = field(default_factory=dict)  # item id → transient error
 
 
 def prepare(ctx: WorkerContext, item: WorkItem) -> Prepared:
@@ -70,7 +68,6 @@ def _prepare_all(
             ready.append(future.result())
         except TransientFetchError as exc:
             result.retry_item_ids.append(item.item_id)
-            result.retry_reasons.append(str(exc))
             result.last_errors[item.item_id] = str(exc)
     return ready
 
@@ -78,7 +75,6 @@ def _prepare_all(
 def _run(ctx: WorkerContext, items: Sequence[WorkItem], result: ClassifyResult) -> None:
     prepared = _prepare_all(ctx, items, result)
     ctx.engine.submit(prepared).result(timeout=ctx.settings.batch_timeout_s)
-    result.processed += len(prepared)
 
 
 def classify_items(ctx: WorkerContext, item_ids: Sequence[int]) -> ClassifyResult:

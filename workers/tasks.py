@@ -61,7 +61,7 @@ def classify(self: Task, scan_id: int, items: list[dict[str, Any]]) -> None:
             scan_id,
             len(retry),
             countdown,
-            "; ".join(result.retry_reasons[:3]) or "unfinished",
+            "; ".join(list(result.last_errors.values())[:3]) or "unfinished",
         )
         # The attempts counter on each item bounds this loop (dead-letter after max_attempts).
         raise self.retry(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import ItemStatus, Scan, ScanItem, ScanStatus, Verdict, utcnow
+from db.models import ItemStatus, Scan, ScanItem, ScanStatus, Source, Verdict, utcnow
 
 
 def create_scan(session: Session, *, source_uri: str, kind: str) -> Scan:
@@ -136,8 +136,6 @@ def scan_model_versions(session: Session, scan_id: int) -> set[str]:
 
 def top_ai_items(session: Session, scan_id: int, limit: int = 10) -> list[tuple[str, float]]:
     """The scan's sources most likely to be AI-generated, as (uri, ai_score)."""
-    from db.models import Source
-
     rows = session.execute(
         select(Source, Verdict.ai_score)
         .join(ScanItem, ScanItem.source_id == Source.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import click
 from tqdm import tqdm
@@ -15,13 +16,16 @@ from db.scans import scan_counts, scan_model_versions, top_ai_items
 from db.session import session_scope
 from modscan.settings import Settings
 
+if TYPE_CHECKING:  # TensorFlow-free at import: the context is built lazily
+    from workers.context import WorkerContext
+
 UNTRAINED_WARNING = (
     "WARNING: scoring with an UNTRAINED model ({name} {version}): its scores are "
     "meaningless. Point MODSCAN_MODEL_PATH at a trained model artifact."
 )
 
 
-def _context(settings: Settings):  # type: ignore[no-untyped-def]
+def _context(settings: Settings) -> WorkerContext:
     from workers.context import WorkerContext
 
     ctx = WorkerContext(settings)

@@ -215,6 +215,81 @@ def bench(as_json: bool, images: int, skip_s3: bool) -> None:
 
 @main.command()
 @click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="Folder with train/ and val/ (or train.tar.gz and val.tar.gz) in the CIFAKE layout.",
+)
+@click.option("--backbone", default="EfficientNetB6", show_default=True)
+@click.option("--image-size", type=int, default=32, show_default=True)
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--learning-rate", type=float, default=2e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("models/efficientnetb6-cifake"),
+    show_default=True,
+)
+@click.option(
+    "--time-budget",
+    type=float,
+    default=None,
+    help="Stop after this many minutes, checkpointed; run the command again to resume.",
+)
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Start from this artifact's weights instead of a random initialisation.",
+)
+@click.option("--steps-per-epoch", type=int, default=None, help="Default: the whole train split.")
+@click.option("--float32-weights", is_flag=True, help="Ship float32 weights (twice the size).")
+def train(
+    data: Path,
+    backbone: str,
+    image_size: int,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    out: Path,
+    time_budget: float | None,
+    init_from: Path | None,
+    steps_per_epoch: int | None,
+    float32_weights: bool,
+) -> None:
+    """Train a detector (resumable), calibrate it on validation and write an artifact."""
+    from modscan.training.run import run_training
+    from modscan.training.trainer import TrainConfig
+
+    config = TrainConfig(
+        backbone=backbone,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        time_budget_s=time_budget * 60 if time_budget else None,
+        steps_per_epoch=steps_per_epoch,
+    )
+    try:
+        run_training(
+            _settings(),
+            data,
+            out,
+            config,
+            echo=lambda line: click.echo(line, err=False),
+            init_from=init_from,
+            float16=not float32_weights,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option(
     "--dir",
     "folder",
     type=click.Path(file_okay=False, path_type=Path),

@@ -1,0 +1,1 @@
+"""Measuring a detector: metrics, robustness variants, plots and the report folder."""

@@ -1,0 +1,1 @@
+"""Training the detector: data loading, augmentation, the resumable loop and calibration."""

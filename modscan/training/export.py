@@ -1,0 +1,133 @@
+"""Turning a training run's best weights into a model artifact (weights + card.json)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modscan.evaluation.metrics import compute_metrics
+from modscan.training.calibrate import calibrate
+from modscan.training.data import LabelledImages
+from modscan.training.trainer import TrainConfig, TrainResult, predict_scores
+from workers.artifact import WEIGHTS_FILE, ModelCard, sha256_file, write_card
+
+
+def code_version() -> str:
+    """``git describe`` of the code that trained, with ``-dirty`` for uncommitted changes."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_float16_weights(source: Path, target: Path) -> None:
+    """Copy a Keras ``.weights.h5`` with every float32 array stored as float16."""
+    import h5py
+
+    partial = target.with_name(f".{target.name}.{os.getpid()}")
+    with h5py.File(source, "r") as src, h5py.File(partial, "w") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+
+        def copy(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Group):
+                group = dst.require_group(name)
+                for key, value in obj.attrs.items():
+                    group.attrs[key] = value
+            elif isinstance(obj, h5py.Dataset):
+                data = obj[()]
+                if isinstance(data, np.ndarray) and data.dtype == np.float32:
+                    data = data.astype(np.float16)
+                dst.create_dataset(name, data=data)
+                for key, value in obj.attrs.items():
+                    dst[name].attrs[key] = value
+
+        src.visititems(copy)
+    os.replace(partial, target)
+
+
+def export_artifact(
+    result: TrainResult,
+    config: TrainConfig,
+    train_set: LabelledImages,
+    val_set: LabelledImages,
+    out: Path,
+    *,
+    name: str | None = None,
+    float16: bool = True,
+    target_precision: float = 0.99,
+) -> ModelCard:
+    """Calibrate the best weights on validation and write ``out`` as a model artifact."""
+    from workers.model import build_classifier
+
+    out.mkdir(parents=True, exist_ok=True)
+    model = build_classifier(
+        config.backbone, config.image_size, dense_units=config.dense_units, dropout=config.dropout
+    )
+    weights = out / WEIGHTS_FILE
+    if float16:
+        write_float16_weights(result.best_weights, weights)
+    else:
+        weights.write_bytes(result.best_weights.read_bytes())
+    model.load_weights(weights)  # score what ships: float16 values, loaded as float32
+    scores = predict_scores(model, val_set.pixels)
+    calibration = calibrate(val_set.labels, scores, target_precision)
+    metrics = compute_metrics(val_set.labels, scores, calibration.threshold)
+    state = result.state
+    digest = sha256_file(weights)
+    now = datetime.now(UTC)
+    card = ModelCard(
+        name=name or f"modscan-{config.backbone.lower()}",
+        version=f"{now:%Y.%m.%d}-{digest[:8]}",
+        backbone=config.backbone,
+        input_size=config.image_size,
+        resize="bilinear",
+        sigmoid="p_ai",
+        threshold=calibration.threshold,
+        uncertain_band=[calibration.low, calibration.high],
+        weights_sha256=digest,
+        weights_dtype="float16" if float16 else "float32",
+        head={"dense_units": config.dense_units, "dropout": config.dropout},
+        metrics={
+            "validation": {
+                **{k: v for k, v in metrics.as_dict().items()},
+                "images": {"n": len(val_set), **val_set.counts()},
+            },
+            "calibration": calibration.as_dict(),
+        },
+        training={
+            "code_version": code_version(),
+            "data": {
+                "train": {"source": Path(train_set.source).name, "sha256": train_set.checksum,
+                          "n": len(train_set), **train_set.counts()},
+                "validation": {"source": Path(val_set.source).name, "sha256": val_set.checksum,
+                               "n": len(val_set), **val_set.counts()},
+            },
+            "config": state.config,
+            "steps": state.step,
+            "epochs_completed": len(state.history),
+            "epochs_planned": config.epochs,
+            "finished": result.finished,
+            "best_epoch": state.best_epoch,
+            "selected_by": "validation ROC-AUC at the end of each epoch",
+            "history": state.history,
+            "train_seconds": round(state.seconds, 1),
+            "sittings": state.sittings,
+        },
+        created_at=now.isoformat(timespec="seconds"),
+    )
+    write_card(out, card)
+    return card

@@ -290,6 +290,63 @@ def train(
 
 @main.command()
 @click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Model artifact folder. Default: the one scans use.",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="A labelled set (REAL/ and FAKE/ folders, or a .tar.gz), or a dataset folder.",
+)
+@click.option("--split", default="val", show_default=True, help="Split to use in a dataset folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--limit", type=int, default=None, help="Evaluate a stratified sample of N images.")
+@click.option(
+    "--report",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write a report folder (tables, JSON, plots) here.",
+)
+@click.option("--no-robustness", is_flag=True, help="Skip the re-encoded, rescaled, flipped sets.")
+@click.option(
+    "--update-card", is_flag=True, help="Record these figures in the artifact's card.json."
+)
+def evaluate(
+    model_path: Path | None,
+    data: Path,
+    split: str,
+    as_json: bool,
+    limit: int | None,
+    report: Path | None,
+    no_robustness: bool,
+    update_card: bool,
+) -> None:
+    """Measure a model on labelled images: metrics, robustness, calibration and plots."""
+    from modscan.evaluation.run import run_evaluation
+
+    try:
+        run_evaluation(
+            _settings(),
+            model_path,
+            data,
+            split=split,
+            as_json=as_json,
+            limit=limit,
+            report=report,
+            robustness=not no_robustness,
+            update_card=update_card,
+            echo=click.echo,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option(
     "--dir",
     "folder",
     type=click.Path(file_okay=False, path_type=Path),

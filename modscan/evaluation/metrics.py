@@ -62,7 +62,9 @@ def roc_auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def roc_curve(labels: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
+def roc_curve(
+    labels: npt.ArrayLike, scores: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray]:
     """False-positive rates, true-positive rates and the thresholds giving them (descending)."""
     y = np.asarray(labels).astype(bool)
     s = np.asarray(scores, dtype=np.float64)
@@ -82,7 +84,7 @@ def roc_curve(labels: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[FloatArray,
 def expected_calibration_error(
     labels: npt.ArrayLike, scores: npt.ArrayLike, bins: int = 10
 ) -> float:
-    """Σ_b (n_b / n) · |fraction of AI images in bin b − mean score in bin b|.
+    """Σ_b (n_b / n) · |fraction of AI images in bin b - mean score in bin b|.
 
     Bins are ``bins`` equal-width intervals of the score P(AI); the last includes 1.0.
     """
@@ -107,7 +109,9 @@ def log_loss(labels: npt.ArrayLike, scores: npt.ArrayLike, eps: float = 1e-7) ->
     return float(-np.mean(y * np.log(s) + (1 - y) * np.log(1 - s)))
 
 
-def compute_metrics(labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float = 0.5) -> Metrics:
+def compute_metrics(
+    labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float = 0.5
+) -> Metrics:
     y = np.asarray(labels).astype(bool)
     s = np.asarray(scores, dtype=np.float64)
     predicted = s >= threshold

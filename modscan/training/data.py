@@ -82,7 +82,9 @@ def source_checksum(source: Path) -> str:
     for path in sorted(source.rglob("*")):
         if path.is_file():
             stat = path.stat()
-            digest.update(f"{path.relative_to(source)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(
+                f"{path.relative_to(source)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+            )
     return "listing:" + digest.hexdigest()
 
 
@@ -133,7 +135,7 @@ def _decode_all(source: Path, size: int, checksum: str) -> LabelledImages:
 
 
 def load_images(source: Path, size: int, cache_dir: Path | None = None) -> LabelledImages:
-    """Decode ``source`` at ``size``×``size``, through the cache when one is given."""
+    """Decode ``source`` at ``size`` x ``size``, through the cache when one is given."""
     checksum = source_checksum(source)
     if cache_dir is None:
         return _decode_all(source, size, checksum)

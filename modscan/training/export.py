@@ -111,10 +111,18 @@ def export_artifact(
         training={
             "code_version": code_version(),
             "data": {
-                "train": {"source": Path(train_set.source).name, "sha256": train_set.checksum,
-                          "n": len(train_set), **train_set.counts()},
-                "validation": {"source": Path(val_set.source).name, "sha256": val_set.checksum,
-                               "n": len(val_set), **val_set.counts()},
+                "train": {
+                    "source": Path(train_set.source).name,
+                    "sha256": train_set.checksum,
+                    "n": len(train_set),
+                    **train_set.counts(),
+                },
+                "validation": {
+                    "source": Path(val_set.source).name,
+                    "sha256": val_set.checksum,
+                    "n": len(val_set),
+                    **val_set.counts(),
+                },
             },
             "config": state.config,
             "steps": state.step,

@@ -24,7 +24,8 @@ def _progress_printer(echo: Echo, every_s: float = 30.0) -> Callable[[dict[str, 
         if "epoch_done" in event:
             e = event["epoch_done"]
             echo(
-                f"epoch {e['epoch']}: train loss {e['train_loss']:.4f} acc {e['train_accuracy']:.4f}"
+                f"epoch {e['epoch']}: train loss {e['train_loss']:.4f} "
+                f"acc {e['train_accuracy']:.4f}"
                 f" | val loss {e['val_loss']:.4f} acc {e['val_accuracy']:.4f}"
                 f" auc {e['val_roc_auc']:.4f} | {e['seconds']:.0f}s, {e['images_per_s']:.1f} img/s"
             )

@@ -179,7 +179,6 @@ def train(
         state.config["init_weights"] = str(init_weights)
     loss_fn = keras.losses.BinaryCrossentropy()
 
-    @tf.function
     def train_step(x: Any, y: Any) -> tuple[Any, Any]:
         with tf.GradientTape() as tape:
             p = model(x, training=True)
@@ -189,6 +188,8 @@ def train(
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         correct = tf.reduce_mean(tf.cast(tf.equal(p >= 0.5, y >= 0.5), tf.float32))
         return loss, correct
+
+    train_step = tf.function(train_step)
 
     started = time.monotonic()
     last_checkpoint = started
@@ -210,9 +211,14 @@ def train(
             state.seconds = seconds_before + (now - started)
             if progress is not None and state.step % 10 == 0:
                 progress(
-                    {"step": state.step, "total": total_steps, "epoch": epoch + 1,
-                     "loss": float(np.mean(losses[-50:])), "accuracy": float(np.mean(accs[-50:])),
-                     "images_per_s": len(losses) * config.batch_size / (now - epoch_started)}
+                    {
+                        "step": state.step,
+                        "total": total_steps,
+                        "epoch": epoch + 1,
+                        "loss": float(np.mean(losses[-50:])),
+                        "accuracy": float(np.mean(accs[-50:])),
+                        "images_per_s": len(losses) * config.batch_size / (now - epoch_started),
+                    }
                 )
             if config.time_budget_s is not None and now - started >= config.time_budget_s:
                 stop = True

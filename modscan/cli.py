@@ -246,6 +246,11 @@ def bench(as_json: bool, images: int, skip_s3: bool) -> None:
 )
 @click.option("--steps-per-epoch", type=int, default=None, help="Default: the whole train split.")
 @click.option("--float32-weights", is_flag=True, help="Ship float32 weights (twice the size).")
+@click.option(
+    "--export-only",
+    is_flag=True,
+    help="Write the artifact from the checkpoints' best weights without training further.",
+)
 def train(
     data: Path,
     backbone: str,
@@ -259,6 +264,7 @@ def train(
     init_from: Path | None,
     steps_per_epoch: int | None,
     float32_weights: bool,
+    export_only: bool,
 ) -> None:
     """Train a detector (resumable), calibrate it on validation and write an artifact."""
     from modscan.training.run import run_training
@@ -283,6 +289,7 @@ def train(
             echo=lambda line: click.echo(line, err=False),
             init_from=init_from,
             float16=not float32_weights,
+            export_only=export_only,
         )
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc

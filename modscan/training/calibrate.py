@@ -43,7 +43,9 @@ def equal_error_threshold(labels: npt.ArrayLike, scores: npt.ArrayLike) -> tuple
     fpr, tpr, thresholds = roc_curve(labels, scores)
     fnr = 1.0 - tpr
     i = int(np.argmin(np.abs(fpr - fnr)[1:])) + 1  # skip the +inf point
-    return float(thresholds[i]), float((fpr[i] + fnr[i]) / 2.0)
+    # Halfway to the next lower score: the same calls on validation, more margin on new data.
+    cut = (thresholds[i] + thresholds[i + 1]) / 2.0 if i + 1 < len(thresholds) else thresholds[i]
+    return float(cut), float((fpr[i] + fnr[i]) / 2.0)
 
 
 def uncertain_band(

@@ -10,7 +10,7 @@ from typing import Any
 
 from modscan.settings import Settings
 from modscan.training.data import find_split, load_images
-from modscan.training.trainer import TrainConfig, train
+from modscan.training.trainer import TrainConfig, finished_run, train
 from workers.artifact import ModelCard
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,12 @@ def run_training(
     init_from: Path | None = None,
     float16: bool = True,
     checkpoint_dir: Path | None = None,
+    export_only: bool = False,
 ) -> ModelCard | None:
     """Train (resuming if ``out``'s checkpoints exist) and write the artifact to ``out``.
 
     Returns the card, or None when the time budget ran out before the first epoch ended.
+    With ``export_only``, writes the artifact from the checkpoints without training further.
     """
     from modscan.training.export import export_artifact
     from workers.model import configure_tensorflow
@@ -78,14 +80,17 @@ def run_training(
 
         init_weights = verify_weights(init_from, read_card(init_from))
     ckpt = checkpoint_dir or out / "checkpoints"
-    result = train(
-        train_set,
-        val_set,
-        ckpt,
-        config,
-        init_weights=init_weights,
-        progress=_progress_printer(echo),
-    )
+    if export_only:
+        result = finished_run(ckpt, config, len(train_set))
+    else:
+        result = train(
+            train_set,
+            val_set,
+            ckpt,
+            config,
+            init_weights=init_weights,
+            progress=_progress_printer(echo),
+        )
     if result.state.best_epoch is None:
         echo(f"stopped at step {result.state.step} before an epoch ended; run again to resume")
         return None

@@ -33,7 +33,15 @@ from modscan.training.data import LabelledImages
 log = logging.getLogger(__name__)
 
 # What the checkpoint must agree on to be resumed; other settings may change between sittings.
-_RESUME_KEYS = ("backbone", "image_size", "batch_size", "epochs", "seed", "dense_units")
+_RESUME_KEYS = (
+    "backbone",
+    "image_size",
+    "batch_size",
+    "epochs",
+    "steps_per_epoch",
+    "seed",
+    "dense_units",
+)
 
 
 @dataclass
@@ -70,6 +78,16 @@ class TrainResult:
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def _check_same_run(state: TrainingState, config: TrainConfig, checkpoint_dir: Path) -> None:
+    wanted = config.as_dict()
+    mismatched = [k for k in _RESUME_KEYS if state.config.get(k) != wanted[k]]
+    if mismatched:
+        raise ValueError(
+            f"{checkpoint_dir} holds a run with other settings ({', '.join(mismatched)}); "
+            "use another --out, or delete that checkpoint folder to start over"
+        )
 
 
 def _learning_rate_schedule(config: TrainConfig, total_steps: int) -> Any:
@@ -143,12 +161,7 @@ def train(
     state = read_state(checkpoint_dir)
     wanted = config.as_dict()
     if state is not None:
-        mismatched = [k for k in _RESUME_KEYS if state.config.get(k) != wanted[k]]
-        if mismatched:
-            raise ValueError(
-                f"{checkpoint_dir} holds a run with other settings ({', '.join(mismatched)}); "
-                "use another --out, or delete that checkpoint folder to start over"
-            )
+        _check_same_run(state, config, checkpoint_dir)
         log.info("resuming from %s at step %d", state.checkpoint, state.step)
     else:
         state = TrainingState(config=wanted)
@@ -240,6 +253,17 @@ def train(
             finished = state.step >= total_steps
             break
     write_state(checkpoint_dir, state)
+    return TrainResult(state, checkpoint_dir, finished, checkpoint_dir / BEST_WEIGHTS)
+
+
+def finished_run(checkpoint_dir: Path, config: TrainConfig, n_train: int) -> TrainResult:
+    """The run in ``checkpoint_dir`` as it stands, to export without training further."""
+    state = read_state(checkpoint_dir)
+    if state is None:
+        raise ValueError(f"no training run in {checkpoint_dir}")
+    _check_same_run(state, config, checkpoint_dir)
+    steps_per_epoch = config.steps_per_epoch or n_train // config.batch_size
+    finished = state.step >= steps_per_epoch * int(state.config["epochs"])
     return TrainResult(state, checkpoint_dir, finished, checkpoint_dir / BEST_WEIGHTS)
 
 

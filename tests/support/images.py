@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+from pathlib import Path
 
 from PIL import Image
 
@@ -28,3 +29,33 @@ def bad_inputs() -> dict[str, tuple[bytes, str]]:
         "empty.jpg": (b"", "corrupt"),
         "notes.jpg": (b"just some text, not an image\n", "unsupported_format"),
     }
+
+
+def labelled_image(label: str, seed: int, size: int = 32) -> bytes:
+    """A toy 'FAKE' (smooth, blurred shapes) or 'REAL' (grainy blocks) JPEG.
+
+    The two kinds differ plainly in texture, so a tiny model learns them in a few steps.
+    """
+    from PIL import ImageFilter
+
+    rng = random.Random(seed)
+    image = Image.open(io.BytesIO(jpeg_bytes(seed, (size, size), quality=95))).convert("RGB")
+    if label == "FAKE":
+        image = image.filter(ImageFilter.GaussianBlur(2.5))
+    else:
+        noise = Image.effect_noise((size, size), 80).convert("RGB")
+        image = Image.blend(image, noise, 0.5)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=rng.randint(85, 95))
+    return buffer.getvalue()
+
+
+def write_labelled_set(root: Path, split: str, per_class: int, seed: int = 0) -> Path:
+    """root/split/{REAL,FAKE}/*.jpg in the CIFAKE layout; returns root/split."""
+    for offset, label in enumerate(("REAL", "FAKE")):
+        folder = root / split / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            item_seed = seed * 100_000 + offset * 10_000 + i
+            (folder / f"{item_seed:07d}.jpg").write_bytes(labelled_image(label, item_seed))
+    return root / split

@@ -145,3 +145,17 @@ def top_ai_items(session: Session, scan_id: int, limit: int = 10) -> list[tuple[
         .limit(limit)
     )
     return [(source.uri, float(score)) for source, score in rows]
+
+
+def verdicts_matching(
+    session: Session, scan_id: int, key_contains: str
+) -> list[tuple[str, str, float]]:
+    """(uri, label, ai_score) for the scan's sources whose key contains the given text."""
+    rows = session.execute(
+        select(Source, Verdict.label, Verdict.ai_score)
+        .join(ScanItem, ScanItem.source_id == Source.id)
+        .join(Verdict, ScanItem.verdict_id == Verdict.id)
+        .where(ScanItem.scan_id == scan_id, Source.key.contains(key_contains, autoescape=True))
+        .order_by(Source.key)
+    )
+    return [(source.uri, label, float(score)) for source, label, score in rows]

@@ -372,9 +372,21 @@ def demo(folder: Path, count: int) -> None:
     if not settings.embedded:
         raise click.ClickException("the demo runs in embedded mode: unset MODSCAN_BROKER_URL")
     _ready_database(settings)
-    from modscan.embedded_cli import embedded_scan
+    from modscan.embedded_cli import embedded_scan, print_verdicts
+    from workers.artifact import read_card
+    from workers.model import ensure_artifact
 
-    embedded_scan(settings, str(folder))
+    scan_id = embedded_scan(settings, str(folder))
+    card = read_card(ensure_artifact(settings))
+    shown = print_verdicts(
+        settings,
+        scan_id,
+        "/photos/",
+        "Real photographs (scikit-image's public-domain samples): each should read 'real'",
+        card.uncertain_band,
+    )
+    if not shown:
+        click.echo("(install scikit-image to add real sample photographs to the demo)")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
 """Demo images the demo command draws itself: no dataset images are shipped or needed.
 
-Pictures are procedurally drawn scenes (skies, suns, hills, stripes, noise), saved as JPEG,
-PNG and WebP at several sizes, plus a few copies under other names (same bytes, scored once)
-and a handful of broken files that must end as error rows, not crashes.
+- ``photos/``: real photographs a newcomer can check by eye, the public-domain sample images
+  that scikit-image ships (astronaut, cat, coffee, rocket, ...), each also as a small
+  re-encoded JPEG. When scikit-image is not installed, this folder is left out.
+- ``pictures/``: procedurally drawn scenes (skies, suns, shapes), as JPEG, PNG and WebP at
+  several sizes. They are drawings, neither photographs nor AI images, so their verdicts
+  show throughput, not accuracy.
+- ``copies/``: the same bytes under other names (scored once), and ``broken/``: files that
+  must end as error rows, not crashes.
 """
 
 from __future__ import annotations
@@ -39,12 +44,63 @@ def _scene(rng: random.Random, size: tuple[int, int]) -> Image.Image:
     return image
 
 
+# scikit-image's bundled sample photographs (public domain or CC0; see its data README).
+SAMPLE_PHOTOS = (
+    "astronaut.png",
+    "camera.png",
+    "chelsea.png",
+    "coffee.png",
+    "coins.png",
+    "hubble_deep_field.jpg",
+    "moon.png",
+    "motorcycle_left.png",
+    "rocket.jpg",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "page.png",
+    "text.png",
+)
+
+
+def sample_photo_dir() -> Path | None:
+    """Where scikit-image keeps its sample photos, without importing scikit-image."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    return folder if folder.is_dir() else None
+
+
+def prepare_photos(folder: Path) -> int:
+    """Copy the sample photos, and a 256-px JPEG q70 re-encoding of each; return the count."""
+    source = sample_photo_dir()
+    if source is None:
+        return 0
+    out = folder / "photos"
+    (out / "reencoded").mkdir(parents=True, exist_ok=True)
+    made = 0
+    for name in SAMPLE_PHOTOS:
+        path = source / name
+        if not path.is_file():
+            continue
+        (out / name).write_bytes(path.read_bytes())
+        with Image.open(path) as im:
+            small = im.convert("RGB")
+            small.thumbnail((256, 256), Image.Resampling.LANCZOS)
+            small.save(out / "reencoded" / f"{path.stem}-256px-q70.jpg", "JPEG", quality=70)
+        made += 2
+    return made
+
+
 def prepare_demo_images(folder: Path, *, count: int = 200, seed: int = 7) -> int:
     """Write count pictures plus duplicates and broken files; return how many files."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pictures").mkdir(exist_ok=True)
-    made = 0
+    made = prepare_photos(folder)
     formats = [("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp")]
     first: Path | None = None
     for i in range(count):

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from db.items import WorkItem
 from db.models import Scan
-from db.scans import scan_counts, scan_model_versions, top_ai_items
+from db.scans import scan_counts, scan_model_versions, top_ai_items, verdicts_matching
 from db.session import session_scope
 from modscan.settings import Settings
 
@@ -154,3 +154,20 @@ def embedded_dispatch(
         ctx.close()
 
     return dispatch, finish
+
+
+def print_verdicts(
+    settings: Settings, scan_id: int, uri_contains: str, heading: str, band: list[float] | None
+) -> int:
+    """One line per matching source: label, ai_score, and whether it is in the uncertain band."""
+    with session_scope(settings.resolved_database_url) as session:
+        rows = verdicts_matching(session, scan_id, uri_contains)
+    if not rows:
+        return 0
+    click.echo("")
+    click.secho(heading, bold=True)
+    for uri, label, score in rows:
+        uncertain = band is not None and band[0] <= score < band[1]
+        note = "  (uncertain)" if uncertain else ""
+        click.echo(f"  {label:<5} {score:.3f}{note}  {uri.rsplit(uri_contains, 1)[-1]}")
+    return len(rows)

@@ -251,6 +251,11 @@ def bench(as_json: bool, images: int, skip_s3: bool) -> None:
     is_flag=True,
     help="Write the artifact from the checkpoints' best weights without training further.",
 )
+@click.option(
+    "--no-recompute-bn",
+    is_flag=True,
+    help="Keep BatchNorm's moving averages instead of recomputing them on training images.",
+)
 def train(
     data: Path,
     backbone: str,
@@ -265,6 +270,7 @@ def train(
     steps_per_epoch: int | None,
     float32_weights: bool,
     export_only: bool,
+    no_recompute_bn: bool,
 ) -> None:
     """Train a detector (resumable), calibrate it on validation and write an artifact."""
     from modscan.training.run import run_training
@@ -290,6 +296,7 @@ def train(
             init_from=init_from,
             float16=not float32_weights,
             export_only=export_only,
+            recompute_bn=not no_recompute_bn,
         )
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc

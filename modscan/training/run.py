@@ -53,6 +53,7 @@ def run_training(
     float16: bool = True,
     checkpoint_dir: Path | None = None,
     export_only: bool = False,
+    recompute_bn: bool = True,
 ) -> ModelCard | None:
     """Train (resuming if ``out``'s checkpoints exist) and write the artifact to ``out``.
 
@@ -94,7 +95,9 @@ def run_training(
     if result.state.best_epoch is None:
         echo(f"stopped at step {result.state.step} before an epoch ended; run again to resume")
         return None
-    card = export_artifact(result, config, train_set, val_set, out, float16=float16)
+    card = export_artifact(
+        result, config, train_set, val_set, out, float16=float16, recompute_bn=recompute_bn
+    )
     v = card.metrics["validation"]
     status = "finished" if result.finished else "stopped early (run again to resume)"
     echo(

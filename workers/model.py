@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 BACKBONES = tuple(f"EfficientNetB{i}" for i in range(8))
 DEFAULT_MODEL_DIR = Path("models") / "default"
+CHECKOUT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
 _tf_lock = threading.Lock()
 
 
@@ -64,11 +65,13 @@ def build_classifier(
 
 
 def default_artifact_path(settings: Settings) -> Path:
-    """The configured artifact, else models/default, else the generated untrained B6."""
+    """The configured artifact, else models/default (in the working directory, then in the
+    source checkout this code runs from), else the generated untrained B6."""
     if settings.model_path is not None:
         return settings.model_path
-    if (DEFAULT_MODEL_DIR / "card.json").is_file():
-        return DEFAULT_MODEL_DIR
+    for folder in (DEFAULT_MODEL_DIR, CHECKOUT_MODEL_DIR):
+        if (folder / "card.json").is_file():
+            return folder
     return settings.home / "models" / "untrained-efficientnetb6-32"
 
 

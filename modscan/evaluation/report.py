@@ -16,14 +16,18 @@ def metrics_table(evaluation: Evaluation) -> str:
     """A plain-text table: one row per variant, plus verdict flips against the plain images."""
     header = f"{'variant':<12}" + "".join(f"{c:>10}" for c in COLUMNS) + f"{'flipped':>10}"
     rows = [header, "-" * len(header)]
+    for name, values in _rows(evaluation):
+        rows.append(f"{name:<12}" + "".join(f"{v:>10.4f}" for v in values))
+    return "\n".join(rows)
+
+
+def _rows(evaluation: Evaluation) -> list[tuple[str, list[float]]]:
+    """(variant, [each of COLUMNS, then the share of verdicts flipped]) per variant."""
+    out = []
     for result in [evaluation.plain, *evaluation.variants]:
         m = result.metrics.as_dict()
-        rows.append(
-            f"{result.name:<12}"
-            + "".join(f"{m[c]:>10.4f}" for c in COLUMNS)
-            + f"{result.flipped:>10.4f}"
-        )
-    return "\n".join(rows)
+        out.append((result.name, [float(m[c]) for c in COLUMNS] + [result.flipped]))
+    return out
 
 
 def _markdown(evaluation: Evaluation, figures: dict[str, str]) -> str:
@@ -41,13 +45,8 @@ def _markdown(evaluation: Evaluation, figures: dict[str, str]) -> str:
         "| variant | " + " | ".join(COLUMNS) + " | verdicts flipped |",
         "|---|" + "---:|" * (len(COLUMNS) + 1),
     ]
-    for result in [evaluation.plain, *evaluation.variants]:
-        d = result.metrics.as_dict()
-        lines.append(
-            f"| {result.name} | "
-            + " | ".join(f"{d[c]:.4f}" for c in COLUMNS)
-            + f" | {result.flipped:.4f} |"
-        )
+    for name, values in _rows(evaluation):
+        lines.append(f"| {name} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
     lines += [
         "",
         f"Confusion matrix (rows: true real, AI; columns: predicted real, AI): `{m.confusion}`",

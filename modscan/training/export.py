@@ -94,9 +94,14 @@ def export_artifact(
     recompute_bn: bool = True,
 ) -> ModelCard:
     """Calibrate the best weights on validation and write ``out`` as a model artifact."""
+    import keras
+
     from workers.model import build_classifier
 
     out.mkdir(parents=True, exist_ok=True)
+    # Dropout and stochastic depth are active while BatchNorm statistics are recomputed:
+    # seed them, so exporting the same run twice gives the same weights.
+    keras.utils.set_random_seed(config.seed)
     model = build_classifier(
         config.backbone, config.image_size, dense_units=config.dense_units, dropout=config.dropout
     )

@@ -89,9 +89,12 @@ def test_train_stops_mid_epoch_resumes_and_ships_an_artifact(
     predicted = (scores >= card.threshold).astype(int)
     assert float(np.mean(predicted == val.labels)) == pytest.approx(validation["accuracy"])
 
-    # Running the finished command again only re-exports.
+    # Exporting again trains no further.
     again = run_training(settings, toy_data, out, _config(), echo=lines.append, export_only=True)
-    assert again is not None and again.weights_sha256 == card.weights_sha256
+    assert again is not None and again.training["steps"] == 6
+    after = read_state(out / "checkpoints")
+    assert after is not None and (after.step, after.sittings) == (6, 2)
+    assert after.history == state.history
 
 
 def test_evaluate_reports_and_refuses_a_tampered_artifact(

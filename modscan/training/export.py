@@ -136,7 +136,7 @@ def export_artifact(
         head={"dense_units": config.dense_units, "dropout": config.dropout},
         metrics={
             "validation": {
-                **{k: v for k, v in metrics.as_dict().items()},
+                **metrics.as_dict(),
                 "images": {"n": len(val_set), **val_set.counts()},
             },
             "calibration": calibration.as_dict(),

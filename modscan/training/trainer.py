@@ -72,7 +72,6 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     state: TrainingState
-    checkpoint_dir: Path
     finished: bool
     best_weights: Path
 
@@ -253,7 +252,7 @@ def train(
             finished = state.step >= total_steps
             break
     write_state(checkpoint_dir, state)
-    return TrainResult(state, checkpoint_dir, finished, checkpoint_dir / BEST_WEIGHTS)
+    return TrainResult(state, finished, checkpoint_dir / BEST_WEIGHTS)
 
 
 def finished_run(checkpoint_dir: Path, config: TrainConfig, n_train: int) -> TrainResult:
@@ -264,7 +263,7 @@ def finished_run(checkpoint_dir: Path, config: TrainConfig, n_train: int) -> Tra
     _check_same_run(state, config, checkpoint_dir)
     steps_per_epoch = config.steps_per_epoch or n_train // config.batch_size
     finished = state.step >= steps_per_epoch * int(state.config["epochs"])
-    return TrainResult(state, checkpoint_dir, finished, checkpoint_dir / BEST_WEIGHTS)
+    return TrainResult(state, finished, checkpoint_dir / BEST_WEIGHTS)
 
 
 def _end_of_epoch(

@@ -104,6 +104,13 @@ class VerdictOut(BaseModel):
     model_name: str
     model_version: str
     created_at: Timestamp
+    action: str | None = Field(
+        description="flagged | cleared | needs_review; null before policies existed"
+    )
+    policy_version: int | None = Field(description="The policy version that decided it")
+    check_score: float | None = Field(
+        description="ai_score of the policy's robustness variant, when it was checked"
+    )
 
     @classmethod
     def build(cls, verdict: Verdict) -> VerdictOut:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 
@@ -81,7 +82,7 @@ def parse_s3_source(source: str) -> str:
     return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
 
-def submit_scan(settings: Settings, source: str) -> int:
+def submit_scan(settings: Settings, source: str, *, actor: str) -> int:
     """Create a scan and enqueue its listing; return the scan id.
 
     ``workers.scans`` is imported here, not at module level, so the API starts without
@@ -91,7 +92,7 @@ def submit_scan(settings: Settings, source: str) -> int:
     from workers.scans import BrokerUnavailable, InvalidSource, start_scan
 
     try:
-        return start_scan(settings, uri)
+        return start_scan(settings, uri, actor=actor)
     except InvalidSource as exc:
         raise invalid_source(str(exc) or "invalid source") from exc
     except BrokerUnavailable as exc:
@@ -103,6 +104,20 @@ def submit_scan(settings: Settings, source: str) -> int:
             "retry later",
             headers={"Retry-After": "30"},
         ) from exc
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Datetimes without an offset are taken as UTC; others are converted to UTC."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def check_page_size(limit: int, cap: int) -> None:
+    if limit > cap:
+        raise ApiError(422, "validation_error", f"query.limit: must be at most {cap}")
 
 
 # ---------------------------------------------------------------------------------------

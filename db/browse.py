@@ -35,11 +35,13 @@ def list_verdicts(
     until: datetime | None = None,
     model_name: str | None = None,
     model_version: str | None = None,
+    owner: str | None = None,
 ) -> VerdictPage:
     """Verdicts by ascending id, after ``after_id`` (keyset pagination).
 
     ``since`` is inclusive and ``until`` exclusive, both on the verdict's creation time.
-    With ``scan_id``, only verdicts that scan's items point at, each once.
+    With ``scan_id``, only verdicts that scan's items point at, each once. With ``owner``,
+    only verdicts of scans that actor created (a submitter's view).
     """
     if limit < 1:
         raise ValueError("limit must be at least 1")
@@ -51,6 +53,13 @@ def list_verdicts(
             ScanItem.scan_id == scan_id, ScanItem.verdict_id.is_not(None)
         )
         query = query.where(Verdict.id.in_(linked))
+    if owner is not None:
+        owned = (
+            select(ScanItem.verdict_id)
+            .join(Scan, ScanItem.scan_id == Scan.id)
+            .where(Scan.created_by == owner, ScanItem.verdict_id.is_not(None))
+        )
+        query = query.where(Verdict.id.in_(owned))
     if label is not None:
         query = query.where(Verdict.label == label)
     if since is not None:
@@ -82,11 +91,22 @@ class ImageHistory:
     sources_truncated: bool = False
 
 
-def image_history(session: Session, *, sha256: str, max_sources: int) -> ImageHistory | None:
-    """The image, all its verdicts and the sources it was seen under; None when unknown."""
+def image_history(
+    session: Session, *, sha256: str, max_sources: int, owner: str | None = None
+) -> ImageHistory | None:
+    """The image, all its verdicts and the sources it was seen under; None when unknown.
+
+    With ``owner``, None also when none of that actor's scans saw the image, and only the
+    sources their scans listed are shown.
+    """
     image = session.get(Image, sha256)
     if image is None:
         return None
+    own_items = select(ScanItem.id).join(Scan, ScanItem.scan_id == Scan.id)
+    if owner is not None:
+        own_items = own_items.where(Scan.created_by == owner, ScanItem.image_sha256 == sha256)
+        if session.scalar(own_items.limit(1)) is None:
+            return None
     verdicts = list(
         session.scalars(
             select(Verdict)
@@ -98,7 +118,10 @@ def image_history(session: Session, *, sha256: str, max_sources: int) -> ImageHi
     rows = session.execute(
         select(Source, first_seen)
         .join(ScanItem, ScanItem.source_id == Source.id)
-        .where(ScanItem.image_sha256 == sha256)
+        .where(
+            ScanItem.image_sha256 == sha256,
+            *([ScanItem.id.in_(own_items)] if owner is not None else []),
+        )
         .group_by(Source.id)
         .order_by(first_seen, Source.id)
         .limit(max_sources + 1)

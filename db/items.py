@@ -28,8 +28,10 @@ from sqlalchemy import cast as sa_cast
 from sqlalchemy.orm import Session
 
 from db.models import Image, ItemStatus, ScanItem, Source, Verdict, utcnow
+from db.policy import PolicyRule
 from db.scans import complete_finished_scans
 from db.upsert import insert_ignore
+from db.verdicts import NewVerdict, publish_new_verdicts
 
 
 @dataclass(frozen=True)
@@ -317,6 +319,7 @@ class Outcome:
     status: str
     image: ImageFacts | None = None
     ai_score: float | None = None  # set when status is scored
+    check_score: float | None = None  # the policy's robustness variant, when it was checked
     error_reason: str | None = None
     error_detail: str | None = None
 
@@ -326,10 +329,31 @@ class ModelStamp:
     name: str
     version: str
     threshold: float
+    uncertain_band: tuple[float, float] | None = None  # the card's calibrated band
 
 
-def record_outcomes(session: Session, outcomes: Sequence[Outcome], model: ModelStamp) -> None:
-    """Write one batch: images, verdicts and item statuses, in the caller's transaction."""
+def _verdict_facts(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("image_sha256", "model_name", "model_version", "ai_score", "label", "action")
+    return {k: row[k] for k in keys} | {
+        "policy_version": row["policy_version"],
+        "check_score": row["check_score"],
+    }
+
+
+def record_outcomes(
+    session: Session,
+    outcomes: Sequence[Outcome],
+    model: ModelStamp,
+    *,
+    policy: PolicyRule | None = None,
+    outbox_targets: Sequence[str] = (),
+    actor: str = "worker",
+) -> None:
+    """Write one batch: images, verdicts and item statuses, in the caller's transaction.
+
+    New verdicts get the policy's action; their audit events, review rows and outbox
+    events are written in the same transaction (see db.verdicts).
+    """
     if not outcomes:
         return
     now = utcnow()
@@ -350,28 +374,37 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome], model: ModelS
             ],
         )
     scored = {
-        o.image.sha256: o.ai_score
+        o.image.sha256: o
         for o in outcomes
         if o.status == ItemStatus.SCORED and o.image is not None and o.ai_score is not None
     }
     if scored:
-        session.connection().execute(
+        rows = [
+            {
+                "image_sha256": sha,
+                "model_name": model.name,
+                "model_version": model.version,
+                "ai_score": o.ai_score,
+                "label": "ai" if (o.ai_score or 0.0) >= model.threshold else "real",
+                "threshold": model.threshold,
+                "created_at": now,
+                "action": policy.decide(o.ai_score or 0.0, o.check_score) if policy else None,
+                "policy_version": policy.version if policy else None,
+                "check_score": o.check_score,
+            }
+            for sha, o in scored.items()
+        ]
+        inserted = session.connection().execute(
             insert_ignore(
                 session, Verdict.__table__, ["image_sha256", "model_name", "model_version"]
-            ),
-            [
-                {
-                    "image_sha256": sha,
-                    "model_name": model.name,
-                    "model_version": model.version,
-                    "ai_score": score,
-                    "label": "ai" if score >= model.threshold else "real",
-                    "threshold": model.threshold,
-                    "created_at": now,
-                }
-                for sha, score in scored.items()
-            ],
+            ).returning(Verdict.__table__.c.id, Verdict.__table__.c.image_sha256),
+            rows,
         )
+        by_sha = {row["image_sha256"]: row for row in rows}
+        fresh = [
+            NewVerdict(id=verdict_id, **_verdict_facts(by_sha[sha])) for verdict_id, sha in inserted
+        ]
+        publish_new_verdicts(session, fresh, outbox_targets=outbox_targets, actor=actor)
     verdict_ids = existing_verdicts(
         session, list(images), model_name=model.name, model_version=model.version
     )

@@ -7,14 +7,29 @@ from dataclasses import dataclass, field
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
+from db.audit import AuditActions, append_event
 from db.models import ItemStatus, Scan, ScanItem, ScanStatus, Source, Verdict, utcnow
 
 
-def create_scan(session: Session, *, source_uri: str, kind: str) -> Scan:
-    scan = Scan(source_uri=source_uri, kind=kind, status=ScanStatus.LISTING)
+def create_scan(
+    session: Session, *, source_uri: str, kind: str, created_by: str | None = None
+) -> Scan:
+    scan = Scan(source_uri=source_uri, kind=kind, status=ScanStatus.LISTING, created_by=created_by)
     session.add(scan)
     session.flush()
+    _audit_scan(session, scan)
     return scan
+
+
+def _audit_scan(session: Session, scan: Scan) -> None:
+    append_event(
+        session,
+        actor=scan.created_by or "system",
+        action=AuditActions.SCAN_CREATED,
+        subject_type="scan",
+        subject_id=scan.id,
+        after={"source_uri": scan.source_uri, "kind": scan.kind},
+    )
 
 
 def get_or_create_stream_scan(session: Session, source_uri: str) -> Scan:
@@ -26,6 +41,7 @@ def get_or_create_stream_scan(session: Session, source_uri: str) -> Scan:
         scan = Scan(source_uri=source_uri, kind="stream", status=ScanStatus.RUNNING)
         session.add(scan)
         session.flush()
+        _audit_scan(session, scan)
     return scan
 
 

@@ -50,7 +50,9 @@ def embedded_scan(settings: Settings, source: str) -> int:
     from workers.sources import InvalidSource
 
     try:
-        scan_id = create_embedded_scan(settings, source)
+        from modscan.cli_support import cli_actor
+
+        scan_id = create_embedded_scan(settings, source, actor=cli_actor())
     except InvalidSource as exc:
         raise click.ClickException(str(exc)) from exc
     ctx = _context(settings)

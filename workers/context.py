@@ -37,6 +37,7 @@ class WorkerContext:
             stamp=self.stamp,
             max_batch=settings.max_batch,
             max_wait_ms=settings.max_wait_ms,
+            outbox_targets=settings.outbox_targets,
         )
 
     @property
@@ -44,8 +45,12 @@ class WorkerContext:
         return self.card.input_size
 
     def stamp(self) -> ModelStamp:
+        band = self.card.uncertain_band
         return ModelStamp(
-            name=self.card.name, version=self.card.version, threshold=self.card.threshold
+            name=self.card.name,
+            version=self.card.version,
+            threshold=self.card.threshold,
+            uncertain_band=(band[0], band[1]) if band else None,
         )
 
     def _load_model(self) -> Scorer:

@@ -19,18 +19,27 @@ from workers.sources import parse_source
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (items finished just now, items listed so far)
+Dispatch = Callable[[int, Sequence[WorkItem]], None]
+Lister = Callable[[Settings, int, Dispatch], object]  # registers a scan's items, dispatching
 
 
-def create_embedded_scan(settings: Settings, source: str) -> int:
+def create_embedded_scan(settings: Settings, source: str, *, actor: str | None = None) -> int:
     parsed = parse_source(source, allow_local=True)
     with session_scope(settings.resolved_database_url) as session:
-        return create_scan(session, source_uri=parsed.uri, kind=parsed.kind).id
+        return create_scan(session, source_uri=parsed.uri, kind=parsed.kind, created_by=actor).id
 
 
 def run_embedded_scan(
-    ctx: WorkerContext, scan_id: int, *, progress: Progress | None = None
+    ctx: WorkerContext,
+    scan_id: int,
+    *,
+    progress: Progress | None = None,
+    lister: Lister = run_listing,
 ) -> None:
-    """List and classify a scan to the end in this process, retrying transient failures."""
+    """List and classify a scan to the end in this process, retrying transient failures.
+
+    ``lister`` registers the scan's items and dispatches them (default: list its source).
+    """
     settings = ctx.settings
     executor = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="modscan-task")
     futures: dict[Future[ClassifyResult], list[int]] = {}
@@ -43,7 +52,7 @@ def run_embedded_scan(
         futures[executor.submit(classify_items, ctx, ids)] = ids
 
     try:
-        run_listing(settings, scan_id, dispatch)
+        lister(settings, scan_id, dispatch)
         round_ = 0
         while futures:
             done, _ = wait(list(futures))

@@ -23,7 +23,9 @@ import numpy as np
 
 from db.items import ImageFacts, ModelStamp, Outcome, existing_verdicts, record_outcomes
 from db.models import ItemStatus
+from db.policy import PolicyRule, policy_in_force
 from db.session import session_scope
+from modscan.evaluation.robustness import VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,7 @@ class _Written:
     outcomes: list[Outcome]
     stamp: ModelStamp
     batch: list[tuple[Prepared, _Ticket]]
+    policy: PolicyRule
 
 
 _STOP = object()
@@ -103,6 +106,8 @@ class BatchEngine:
         max_batch: int,
         max_wait_ms: int,
         remember: int = 200_000,
+        outbox_targets: Sequence[str] = (),
+        policy_ttl_s: float = 5.0,
     ) -> None:
         self.database_url = database_url
         self._scorer_factory = scorer_factory
@@ -113,6 +118,9 @@ class BatchEngine:
         self._outbox: queue.Queue[object] = queue.Queue(maxsize=2)
         self._seen: OrderedDict[str, float] = OrderedDict()  # sha → ai_score, this run
         self._remember = remember
+        self.outbox_targets = tuple(outbox_targets)
+        self._policy_ttl = policy_ttl_s
+        self._policy: tuple[float, PolicyRule] | None = None  # (read at, rule)
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self.stats = BatchStats()
@@ -181,13 +189,40 @@ class BatchEngine:
                 return
             batch = self._gather(first)
             try:
-                outcomes = self._score(scorer, stamp, [item for item, _ in batch])
+                policy = self._current_policy(stamp)
+                outcomes = self._score(scorer, stamp, [item for item, _ in batch], policy)
             except Exception as exc:
                 log.exception("inference failed for a batch of %d", len(batch))
                 for _, ticket in batch:
                     ticket.fail(exc)
                 continue
-            self._outbox.put(_Written(outcomes, stamp, batch))
+            self._outbox.put(_Written(outcomes, stamp, batch, policy))
+
+    def _current_policy(self, stamp: ModelStamp) -> PolicyRule:
+        """The policy in force, re-read at most every few seconds (it changes rarely)."""
+        now = time.monotonic()
+        if self._policy is None or now - self._policy[0] > self._policy_ttl:
+            with session_scope(self.database_url) as session:
+                rule = policy_in_force(
+                    session, band=stamp.uncertain_band, threshold=stamp.threshold
+                )
+            self._policy = (now, rule)
+        return self._policy[1]
+
+    def _check_scores(
+        self,
+        scorer: Scorer,
+        policy: PolicyRule,
+        to_score: dict[str, np.ndarray],
+        scores: dict[str, float],
+    ) -> dict[str, float]:
+        """Score the policy's robustness variant of the images whose action it could change."""
+        shas = [sha for sha in to_score if policy.needs_check(scores[sha])]
+        if not shas:
+            return {}
+        variant = VARIANTS[policy.robustness_check]
+        values = scorer.ai_scores(variant(np.stack([to_score[sha] for sha in shas])))
+        return {sha: float(v) for sha, v in zip(shas, values, strict=True)}
 
     def _gather(self, first: object) -> list[tuple[Prepared, _Ticket]]:
         batch: list[tuple[Prepared, _Ticket]] = [first]  # type: ignore[list-item]
@@ -211,7 +246,9 @@ class BatchEngine:
                 images += 1
         return batch
 
-    def _score(self, scorer: Scorer, stamp: ModelStamp, items: list[Prepared]) -> list[Outcome]:
+    def _score(
+        self, scorer: Scorer, stamp: ModelStamp, items: list[Prepared], policy: PolicyRule
+    ) -> list[Outcome]:
         shas = [p.image.sha256 for p in items if p.image is not None]
         fresh = [sha for sha in dict.fromkeys(shas) if sha not in self._seen]
         cached: dict[str, int] = {}
@@ -227,14 +264,16 @@ class BatchEngine:
                 if sha not in self._seen and sha not in cached and sha not in to_score:
                     to_score[sha] = p.pixels
         scores: dict[str, float] = {}
+        checks: dict[str, float] = {}
         if to_score:
             started = time.perf_counter()
             if not self.stats.first_batch_at:
                 self.stats.first_batch_at = started
             values = scorer.ai_scores(np.stack(list(to_score.values())))
+            scores = {sha: float(v) for sha, v in zip(to_score, values, strict=True)}
+            checks = self._check_scores(scorer, policy, to_score, scores)
             self.stats.last_batch_at = time.perf_counter()
             self.stats.model_seconds += self.stats.last_batch_at - started
-            scores = {sha: float(v) for sha, v in zip(to_score, values, strict=True)}
             self._remember_scores(scores)
         self.stats.batches += 1
         self.stats.images += len(shas)
@@ -257,8 +296,9 @@ class BatchEngine:
                 )
                 continue
             sha = p.image.sha256
+            check = None
             if sha in scores:
-                status, score = ItemStatus.SCORED, scores.pop(sha)
+                status, score, check = ItemStatus.SCORED, scores.pop(sha), checks.get(sha)
             elif sha in to_score:  # same bytes as an item scored in this batch
                 status, score = ItemStatus.DUPLICATE, None
             else:  # a verdict was stored earlier (by this run or before it)
@@ -270,6 +310,7 @@ class BatchEngine:
                     status=status,
                     image=p.image,
                     ai_score=score,
+                    check_score=check,
                 )
             )
         return outcomes
@@ -298,7 +339,13 @@ class BatchEngine:
             outcomes, stamp, batch = entry.outcomes, entry.stamp, entry.batch
             try:
                 with session_scope(self.database_url) as session:
-                    record_outcomes(session, outcomes, stamp)
+                    record_outcomes(
+                        session,
+                        outcomes,
+                        stamp,
+                        policy=entry.policy,
+                        outbox_targets=self.outbox_targets,
+                    )
             except Exception as exc:
                 log.exception("writing a batch of %d outcomes failed", len(outcomes))
                 # The scores are lost with the transaction: forget them, so a retry rescores.

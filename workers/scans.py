@@ -34,14 +34,16 @@ def send_task(broker_url: str, name: str, kwargs: dict[str, object]) -> None:
         raise BrokerUnavailable(f"the task broker is unreachable: {exc}") from exc
 
 
-def start_scan(settings: Settings, source_uri: str, *, allow_local: bool = False) -> int:
+def start_scan(
+    settings: Settings, source_uri: str, *, allow_local: bool = False, actor: str | None = None
+) -> int:
     """Create the scan row, commit, then enqueue its listing. Returns the scan id."""
     if not settings.broker_url:
         raise BrokerUnavailable("no broker configured (MODSCAN_BROKER_URL is unset)")
     source = parse_source(source_uri, allow_local=allow_local)
     url = settings.resolved_database_url
     with session_scope(url) as session:
-        scan_id = create_scan(session, source_uri=source.uri, kind=source.kind).id
+        scan_id = create_scan(session, source_uri=source.uri, kind=source.kind, created_by=actor).id
     try:
         send_task(settings.broker_url, LIST_TASK, {"scan_id": scan_id})
     except BrokerUnavailable as exc:

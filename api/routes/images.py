@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import Reader, SessionDep, SettingsDep
 from api.errors import not_found
 from api.schemas import ErrorOut, ImageHistoryOut
 from db.browse import image_history
@@ -21,10 +21,16 @@ router = APIRouter(prefix="/images", tags=["images"])
 def read_image(
     session: SessionDep,
     settings: SettingsDep,
+    caller: Reader,
     sha256: str = Path(pattern=r"^[0-9a-fA-F]{64}$", description="Hex SHA-256 of the bytes"),
 ) -> ImageHistoryOut:
     sha256 = sha256.lower()
-    history = image_history(session, sha256=sha256, max_sources=settings.api_max_page_size)
+    history = image_history(
+        session,
+        sha256=sha256,
+        max_sources=settings.api_max_page_size,
+        owner=caller.owner_filter,
+    )
     if history is None:
         raise not_found(f"image {sha256}")
     return ImageHistoryOut.build(history)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path, Response
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import Reader, SessionDep, SettingsDep, Submitter
 from api.errors import not_found
 from api.schemas import ErrorOut, ScanCreate, ScanOut
 from api.services import submit_scan
@@ -27,10 +27,14 @@ ScanId = Path(ge=1, le=2**63 - 1, description="The scan's id")
     },
 )
 def create_scan(
-    body: ScanCreate, settings: SettingsDep, session: SessionDep, response: Response
+    body: ScanCreate,
+    settings: SettingsDep,
+    session: SessionDep,
+    response: Response,
+    caller: Submitter,
 ) -> ScanOut:
     """Record the scan and queue its listing; poll ``GET /v1/scans/{id}`` for progress."""
-    scan_id = submit_scan(settings, body.source)
+    scan_id = submit_scan(settings, body.source, actor=caller.actor)
     scan = get_scan(session, scan_id=scan_id)
     if scan is None:  # start_scan commits before it enqueues, so this is a bug
         raise RuntimeError(f"scan {scan_id} was started but is not in the database")
@@ -44,8 +48,9 @@ def create_scan(
     summary="A scan's status, counts and progress",
     responses={404: {"model": ErrorOut}},
 )
-def read_scan(session: SessionDep, scan_id: int = ScanId) -> ScanOut:
+def read_scan(session: SessionDep, caller: Reader, scan_id: int = ScanId) -> ScanOut:
     scan = get_scan(session, scan_id=scan_id)
-    if scan is None:
+    # Another submitter's scan is as absent as a scan that does not exist.
+    if scan is None or caller.owner_filter not in (None, scan.created_by):
         raise not_found(f"scan {scan_id}")
     return ScanOut.build(scan, scan_counts(session, scan_id))

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import Reader, SessionDep, SettingsDep
 from api.errors import ApiError
 from api.schemas import ErrorOut, LabelName, VerdictOut, VerdictPageOut
-from api.services import decode_cursor, encode_cursor
+from api.services import as_utc, decode_cursor, encode_cursor
 from db.browse import list_verdicts
 
 router = APIRouter(prefix="/verdicts", tags=["verdicts"])
 
 DEFAULT_PAGE_SIZE = 100
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """Datetimes without an offset are taken as UTC; others are converted to UTC."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 @router.get(
@@ -36,6 +27,7 @@ def _utc(moment: datetime | None) -> datetime | None:
 def read_verdicts(
     session: SessionDep,
     settings: SettingsDep,
+    caller: Reader,
     scan_id: Annotated[
         int | None, Query(ge=1, le=2**63 - 1, description="Only verdicts of this scan's items")
     ] = None,
@@ -69,10 +61,11 @@ def read_verdicts(
         after_id=decode_cursor(cursor) if cursor is not None else None,
         scan_id=scan_id,
         label=label,
-        since=_utc(since),
-        until=_utc(until),
+        since=as_utc(since),
+        until=as_utc(until),
         model_name=model_name,
         model_version=model_version,
+        owner=caller.owner_filter,
     )
     next_cursor = encode_cursor(page.items[-1].id) if page.has_more else None
     return VerdictPageOut(items=[VerdictOut.build(v) for v in page.items], next_cursor=next_cursor)

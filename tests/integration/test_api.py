@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
+from db.keys import issue_key
 from db.migrate import DatabaseNotMigrated, upgrade
 from db.models import Image, ItemStatus, Scan, ScanItem, ScanStatus, Source, Verdict
 from db.session import session_scope
@@ -46,8 +47,13 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def client(settings: Settings) -> Iterator[TestClient]:
+def client(settings: Settings, database_url: str) -> Iterator[TestClient]:
+    """A client holding an admin key: these tests are about the endpoints' behaviour; who
+    may call them is tested in test_access_control.py."""
+    with session_scope(database_url) as session:
+        token = issue_key(session, name="api tests", role="admin", actor="test").token
     with TestClient(create_app(settings)) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {token}"
         yield test_client
 
 
@@ -282,6 +288,9 @@ def test_verdict_items_have_the_documented_fields(client: TestClient, rows: Rows
             "model_name": name,
             "model_version": "v1",
             "created_at": body["items"][0]["created_at"],
+            "action": None,
+            "policy_version": None,
+            "check_score": None,
         }
     ]
     assert datetime.fromisoformat(body["items"][0]["created_at"]) == T0
@@ -610,9 +619,12 @@ def test_post_scan_queues_the_listing(
     assert client.get(f"/v1/scans/{body['id']}").json()["id"] == body["id"]
 
 
-def test_post_scan_with_a_dead_broker_is_a_clear_503(settings: Settings) -> None:
+def test_post_scan_with_a_dead_broker_is_a_clear_503(
+    settings: Settings, client: TestClient
+) -> None:
     broken = settings.model_copy(update={"broker_url": DEAD_BROKER_URL})
     with TestClient(create_app(broken)) as test_client:
+        test_client.headers["Authorization"] = client.headers["Authorization"]
         response = test_client.post("/v1/scans", json={"source": "s3://modscan-api-test/x"})
 
     error = assert_error(response, 503, "broker_unavailable")

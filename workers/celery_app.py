@@ -11,6 +11,7 @@ from modscan.settings import Settings, get_settings
 
 LISTING_QUEUE = "listing"
 INFERENCE_QUEUE = "inference"
+NOTIFICATIONS_QUEUE = "notifications"
 
 
 def _queue(name: str) -> Queue:
@@ -18,7 +19,11 @@ def _queue(name: str) -> Queue:
 
 
 def create_celery(settings: Settings) -> Celery:
-    app = Celery("modscan", broker=settings.broker_url or "memory://", include=["workers.tasks"])
+    app = Celery(
+        "modscan",
+        broker=settings.broker_url or "memory://",
+        include=["workers.tasks", "workers.outbound.tasks"],
+    )
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -26,10 +31,20 @@ def create_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=INFERENCE_QUEUE,
-        task_queues=[_queue(LISTING_QUEUE), _queue(INFERENCE_QUEUE)],
+        task_queues=[_queue(LISTING_QUEUE), _queue(INFERENCE_QUEUE), _queue(NOTIFICATIONS_QUEUE)],
         task_routes={
             "modscan.list_source": {"queue": LISTING_QUEUE},
             "modscan.classify": {"queue": INFERENCE_QUEUE},
+            "modscan.outbox.relay": {"queue": NOTIFICATIONS_QUEUE},
+        },
+        # Only read by `celery beat`, for deployments that relay the outbox from Celery
+        # rather than with `modscan relay`; an expired send is dropped, never piled up.
+        beat_schedule={
+            "outbox-relay": {
+                "task": "modscan.outbox.relay",
+                "schedule": 10.0,
+                "options": {"queue": NOTIFICATIONS_QUEUE, "expires": 10.0},
+            }
         },
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,

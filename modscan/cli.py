@@ -7,27 +7,17 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from modscan.settings import Settings, get_settings
+from modscan.cli_support import cli_actor, load_settings, ready_database
+from modscan.settings import Settings
 
-
-def _settings() -> Settings:
-    return get_settings()
-
-
-def _ready_database(settings: Settings) -> str:
-    """The database URL, migrated if it is the embedded default, else checked."""
-    from db.migrate import DatabaseNotMigrated, ensure_migrated
-
-    url = settings.resolved_database_url
-    try:
-        ensure_migrated(url, may_migrate=settings.database_is_embedded_default)
-    except DatabaseNotMigrated as exc:
-        raise click.ClickException(str(exc)) from exc
-    return url
+if TYPE_CHECKING:
+    from workers.ingest import Dispatch, IngestStats
 
 
 @click.group()
@@ -45,7 +35,7 @@ def migrate() -> None:
     """Apply the database migrations (PostgreSQL or SQLite)."""
     from db.migrate import head_revision, upgrade
 
-    url = _settings().resolved_database_url
+    url = load_settings().resolved_database_url
     upgrade(url)
     click.echo(f"database is at revision {head_revision(url)}")
 
@@ -59,8 +49,8 @@ def scan(source: str, wait: bool) -> None:
     Without MODSCAN_BROKER_URL the scan runs in this process (embedded mode); with it, the
     scan is queued for `modscan worker` processes.
     """
-    settings = _settings()
-    _ready_database(settings)
+    settings = load_settings()
+    ready_database(settings)
     if settings.embedded:
         from modscan.embedded_cli import embedded_scan
 
@@ -69,7 +59,7 @@ def scan(source: str, wait: bool) -> None:
     from workers.scans import BrokerUnavailable, InvalidSource, start_scan
 
     try:
-        scan_id = start_scan(settings, source, allow_local=True)
+        scan_id = start_scan(settings, source, allow_local=True, actor=cli_actor())
     except (BrokerUnavailable, InvalidSource) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"scan {scan_id} queued: {source}")
@@ -85,10 +75,10 @@ def scan(source: str, wait: bool) -> None:
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
     """Run a Celery worker: one process per GPU, threads share its model and batches."""
-    settings = _settings()
+    settings = load_settings()
     if settings.embedded:
         raise click.ClickException("set MODSCAN_BROKER_URL to run a worker")
-    _ready_database(settings)
+    ready_database(settings)
     from workers.celery_app import app
 
     app.worker_main(
@@ -111,7 +101,7 @@ def api(host: str | None, port: int | None) -> None:
     """Serve the HTTP API (OpenAPI at /docs)."""
     import uvicorn
 
-    settings = _settings()
+    settings = load_settings()
     uvicorn.run("api.app:app", host=host or settings.api_host, port=port or settings.api_port)
 
 
@@ -120,37 +110,65 @@ def ingest() -> None:
     """Consume image notifications from a queue."""
 
 
+def _run_ingest(settings: Settings, consume: Callable[[Dispatch], IngestStats]) -> None:
+    """Run a queue consumer with the mode's dispatch, then print its stats line."""
+    if settings.embedded:
+        from modscan.embedded_cli import embedded_dispatch
+
+        dispatch, finish = embedded_dispatch(settings)
+        stats = consume(dispatch)
+        finish()
+    else:
+        from workers.scans import Enqueuer
+
+        stats = consume(Enqueuer(settings))
+    click.echo(
+        f"{stats.messages} messages, {stats.refs} objects, {stats.dispatched} new, "
+        f"{stats.invalid} invalid"
+    )
+
+
 @ingest.command("sqs")
 @click.option("--queue-url", required=True)
 @click.option("--max-messages", type=int, default=None, help="Stop after this many messages.")
 @click.option("--idle-timeout", type=float, default=None, help="Stop after this long idle (s).")
 def ingest_sqs(queue_url: str, max_messages: int | None, idle_timeout: float | None) -> None:
     """Read S3 event notifications (or modscan messages) from SQS and scan what they name."""
-    settings = _settings()
-    _ready_database(settings)
+    settings = load_settings()
+    ready_database(settings)
     from workers.ingest import consume_sqs
 
-    if settings.embedded:
-        from modscan.embedded_cli import embedded_dispatch
-
-        dispatch, finish = embedded_dispatch(settings)
-        stats = consume_sqs(
+    _run_ingest(
+        settings,
+        lambda dispatch: consume_sqs(
             settings, queue_url, dispatch, max_messages=max_messages, idle_timeout_s=idle_timeout
-        )
-        finish()
-    else:
-        from workers.scans import Enqueuer
+        ),
+    )
 
-        stats = consume_sqs(
+
+@ingest.command("redis")
+@click.option("--url", "redis_url", required=True, help="redis://host:6379/0 that MinIO writes to.")
+@click.option("--key", required=True, help="The list MinIO's notify_redis target pushes to.")
+@click.option("--max-messages", type=int, default=None, help="Stop after this many messages.")
+@click.option("--idle-timeout", type=float, default=None, help="Stop after this long idle (s).")
+def ingest_redis(
+    redis_url: str, key: str, max_messages: int | None, idle_timeout: float | None
+) -> None:
+    """Read MinIO notifications (Redis target, access format) from a list and scan them."""
+    settings = load_settings()
+    ready_database(settings)
+    from workers.ingest_redis import consume_redis_list
+
+    _run_ingest(
+        settings,
+        lambda dispatch: consume_redis_list(
             settings,
-            queue_url,
-            Enqueuer(settings),
+            redis_url,
+            key,
+            dispatch,
             max_messages=max_messages,
             idle_timeout_s=idle_timeout,
-        )
-    click.echo(
-        f"{stats.messages} messages, {stats.refs} objects, {stats.dispatched} new, "
-        f"{stats.invalid} invalid"
+        ),
     )
 
 
@@ -164,15 +182,55 @@ def ingest_sqs(queue_url: str, max_messages: int | None, idle_timeout: float | N
 )
 def requeue(older_than: float) -> None:
     """Enqueue again the work a broker lost (e.g. Redis restarted without AOF)."""
-    settings = _settings()
+    settings = load_settings()
     if settings.embedded:
         raise click.ClickException("requeue needs MODSCAN_BROKER_URL")
-    _ready_database(settings)
+    ready_database(settings)
     from workers.requeue import requeue_stale
     from workers.scans import Enqueuer
 
     stats = requeue_stale(settings, Enqueuer(settings), older_than_s=older_than)
     click.echo(f"requeued {stats.scans} listings and {stats.items} items")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option("--poll", type=float, default=None, help="Seconds between idle rounds (setting).")
+@click.option("--limit", type=int, default=100, show_default=True, help="Events per round.")
+@click.option("--status", "show_status", is_flag=True, help="Print the outbox counts and exit.")
+def relay(once: bool, poll: float | None, limit: int, show_status: bool) -> None:
+    """Deliver outbound events (webhook, SQS, Redis stream) from the outbox, at least once."""
+    settings = load_settings()
+    url = ready_database(settings)
+    if show_status:
+        from db.outbox import outbox_status
+        from db.session import session_scope
+
+        with session_scope(url) as session:
+            rows = outbox_status(session, max_attempts=settings.outbox_max_attempts)
+        click.echo(f"{'target':<10}{'pending':>10}{'failing':>10}{'failed':>10}{'delivered':>12}")
+        for row in rows:
+            click.echo(
+                f"{row.target:<10}{row.pending:>10}{row.failing:>10}{row.failed:>10}"
+                f"{row.delivered:>12}"
+            )
+        return
+    import signal
+    import threading
+
+    from workers.outbound.relay import OutboxNotConfigured, run_relay
+
+    stop = threading.Event()  # SIGTERM finishes the delivery in hand, then stops
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stats = run_relay(settings, poll_s=poll, until_idle=once, limit=limit, stop=stop)
+    except OutboxNotConfigured as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(f"{stats.delivered} delivered, {stats.failed} failed, {stats.released} handed back")
 
 
 @main.command()
@@ -184,8 +242,8 @@ def export(fmt: str, scan_id: int | None, output: Path | None) -> None:
     from db.export import EXPORT_FIELDS, export_rows
     from db.session import session_scope
 
-    settings = _settings()
-    url = _ready_database(settings)
+    settings = load_settings()
+    url = ready_database(settings)
     handle = output.open("w", newline="") if output else sys.stdout
     try:
         writer = csv.DictWriter(handle, fieldnames=EXPORT_FIELDS) if fmt == "csv" else None
@@ -210,7 +268,7 @@ def bench(as_json: bool, images: int, skip_s3: bool) -> None:
     """Measure ceiling, naive, pipeline and S3 throughput on this machine."""
     from modscan.bench import run_bench
 
-    run_bench(_settings(), images=images, as_json=as_json, skip_s3=skip_s3)
+    run_bench(load_settings(), images=images, as_json=as_json, skip_s3=skip_s3)
 
 
 @main.command()
@@ -288,7 +346,7 @@ def train(
     )
     try:
         run_training(
-            _settings(),
+            load_settings(),
             data,
             out,
             config,
@@ -344,7 +402,7 @@ def evaluate(
 
     try:
         run_evaluation(
-            _settings(),
+            load_settings(),
             model_path,
             data,
             split=split,
@@ -375,10 +433,10 @@ def demo(folder: Path, count: int) -> None:
     started = time.perf_counter()
     made = prepare_demo_images(folder, count=count)
     click.echo(f"prepared {made} demo files in {folder}/ ({time.perf_counter() - started:.1f}s)")
-    settings = _settings()
+    settings = load_settings()
     if not settings.embedded:
         raise click.ClickException("the demo runs in embedded mode: unset MODSCAN_BROKER_URL")
-    _ready_database(settings)
+    ready_database(settings)
     from modscan.embedded_cli import embedded_scan, print_verdicts
     from workers.artifact import read_card
     from workers.model import ensure_artifact
@@ -395,6 +453,15 @@ def demo(folder: Path, count: int) -> None:
     if not shown:
         click.echo("(install scikit-image to add real sample photographs to the demo)")
 
+
+def _add_moderation_commands() -> None:
+    from modscan.moderation_cli import audit, keys, policy, rescan
+
+    for command in (keys, audit, policy, rescan):
+        main.add_command(command)
+
+
+_add_moderation_commands()
 
 if __name__ == "__main__":
     main()

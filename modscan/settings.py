@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_DATABASE_URL = "sqlite:///./modscan.db"
@@ -84,6 +84,71 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="modscan api bind address")
     api_port: int = Field(default=8000, description="modscan api port")
     api_max_page_size: int = Field(default=500, description="Cap on page sizes")
+    api_rate_limit_per_minute: int = Field(
+        default=600, ge=0, description="Requests a minute per API key (0 = unlimited)"
+    )
+    review_lease_s: int = Field(
+        default=600,
+        ge=10,
+        description="How long a claimed review stays a reviewer's before others may take it",
+    )
+    ingest_token: str | None = Field(
+        default=None,
+        description="Token the /v1/ingest webhooks require; unset turns them off (503)",
+    )
+
+    # Outbound events (the transactional outbox and its relay).
+    outbox_webhook_url: str | None = Field(
+        default=None, description="POST signed events here; needs outbox_webhook_secret"
+    )
+    outbox_webhook_secret: str | None = Field(
+        default=None, description="HMAC-SHA256 key for the X-Modscan-Signature header"
+    )
+    outbox_webhook_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long one webhook delivery may take"
+    )
+    outbox_sqs_queue_url: str | None = Field(
+        default=None, description="Send events to this SQS queue (.fifo: deduplicated)"
+    )
+    outbox_redis_url: str | None = Field(
+        default=None, description="XADD events to a stream on this Redis (redis://...)"
+    )
+    outbox_redis_stream: str = Field(default="modscan:events", description="The stream's key")
+    outbox_redis_maxlen: int = Field(
+        default=100_000, ge=1, description="Trim the stream to about this many entries"
+    )
+    outbox_max_attempts: int = Field(
+        default=20, ge=1, description="Tries before an event is kept as failed for a target"
+    )
+    outbox_lease_s: float = Field(
+        default=60.0, gt=0, description="A claimed event is tried again after this long"
+    )
+    outbox_backoff_s: float = Field(
+        default=10.0, gt=0, description="First retry delay; doubles on each failure"
+    )
+    outbox_backoff_max_s: float = Field(default=3600.0, gt=0, description="Cap on retry delays")
+    outbox_poll_s: float = Field(default=1.0, gt=0, description="Relay poll interval when idle")
+
+    @model_validator(mode="after")
+    def _webhook_is_signed(self) -> Settings:
+        if self.outbox_webhook_url and not self.outbox_webhook_secret:
+            raise ValueError(
+                "MODSCAN_OUTBOX_WEBHOOK_URL is set without MODSCAN_OUTBOX_WEBHOOK_SECRET: "
+                "modscan does not send unsigned webhooks"
+            )
+        return self
+
+    @property
+    def outbox_targets(self) -> list[str]:
+        """The outbound targets this deployment configures, in a fixed order."""
+        targets = []
+        if self.outbox_webhook_url and self.outbox_webhook_secret:
+            targets.append("webhook")
+        if self.outbox_sqs_queue_url:
+            targets.append("sqs")
+        if self.outbox_redis_url:
+            targets.append("redis")
+        return targets
 
     @property
     def embedded(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from fastapi import Path
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -21,6 +22,10 @@ def client(tmp_path) -> Iterator[TestClient]:
     @app.get("/boom")
     def boom() -> None:
         raise RuntimeError("secret internals")
+
+    @app.get("/typed/{sha256}")
+    def typed(sha256: str = Path(pattern=r"^[0-9a-f]{64}$")) -> None:
+        return None
 
     yield TestClient(app, raise_server_exceptions=False)
 
@@ -84,12 +89,19 @@ def test_unhandled_errors_are_json_500_without_internals(client: TestClient) -> 
 
 
 def test_validation_errors_have_the_error_shape(client: TestClient) -> None:
-    response = client.get("/v1/images/not-a-sha")
+    response = client.get("/typed/not-a-sha")
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "validation_error"
     assert "sha256" in error["message"]
     assert error["details"][0]["loc"] == ["path", "sha256"]
+
+
+def test_authentication_comes_before_validation(client: TestClient) -> None:
+    """Without a key, a malformed request learns nothing about what the route expects."""
+    response = client.get("/v1/images/not-a-sha")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
 
 
 def test_unknown_route_has_the_error_shape(client: TestClient) -> None:

@@ -11,9 +11,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from api.deps import AuthDep
 from api.errors import install_error_handlers
-from api.routes import health, images, scans, verdicts
+from api.routes import (
+    audit,
+    health,
+    images,
+    ingest,
+    keys,
+    policy,
+    review,
+    review_page,
+    scans,
+    verdicts,
+)
 from modscan.settings import Settings, get_settings
 
 DESCRIPTION = """\
@@ -58,11 +68,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
 
-    v1 = APIRouter(prefix="/v1", dependencies=[AuthDep])
+    # Every /v1 route declares the roles it allows (api.deps); none is open.
+    v1 = APIRouter(prefix="/v1")
     v1.include_router(scans.router)
     v1.include_router(verdicts.router)
     v1.include_router(images.router)
+    v1.include_router(policy.router)
+    v1.include_router(audit.router)
+    v1.include_router(keys.router)
+    v1.include_router(review.router)
     app.include_router(v1)
+    app.include_router(review_page.router)  # the HTML page; its key rides in a cookie
+    app.include_router(ingest.router)  # token auth of its own, not /v1's
     app.include_router(health.router)
     return app
 

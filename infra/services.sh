@@ -26,3 +26,10 @@ if ! redis_up; then
   redis_up || { echo "Redis is not reachable on 127.0.0.1:6379" >&2; exit 1; }
 fi
 echo "PostgreSQL and Redis are up"
+
+# The review page's browser test drives Debian's Chromium (Playwright never downloads one).
+if [[ ! -x /usr/bin/chromium ]] && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
+  echo "installing chromium for the browser test"
+  { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; } \
+    >/dev/null || echo "could not install chromium; the browser test will fail until it is" >&2
+fi

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
@@ -37,15 +36,6 @@ MEDIA_TYPES = {
     "AVIF": "image/avif",
 }
 MAX_SOURCES_TRIED = 5
-
-
-def as_utc(moment: datetime | None) -> datetime | None:
-    """Datetimes without an offset are taken as UTC; others are converted to UTC."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def scores_hidden(session: Session, principal: Principal) -> bool:

@@ -23,7 +23,6 @@ from api.review_schemas import (
     ReviewStateName,
 )
 from api.reviewing import (
-    as_utc,
     claimable_states,
     review_error,
     review_image,
@@ -31,7 +30,7 @@ from api.reviewing import (
 )
 from api.routes.verdicts import DEFAULT_PAGE_SIZE
 from api.schemas import ErrorOut
-from api.services import decode_cursor, encode_cursor
+from api.services import as_utc, decode_cursor, encode_cursor
 from db.models import ReviewState, Role
 from db.reviews import (
     ReviewConflict,

@@ -20,7 +20,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from api.deps import CSRF_HEADER, SESSION_COOKIE, SessionDep, SettingsDep, get_principal
 from api.errors import ApiError
-from api.reviewing import as_utc, claimable_states, scores_hidden
+from api.reviewing import claimable_states, scores_hidden
+from api.services import as_utc
 from db.keys import authenticate
 from db.models import Role
 from db.reviews import claim_next, queue_entry, remaining

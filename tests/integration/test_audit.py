@@ -4,11 +4,8 @@ link, and the API and CLI filter it. Also policy changes and their dry run."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,7 +19,9 @@ from db.models import Action, AuditEvent, Verdict
 from db.policy import PolicyDraft, PolicyRule, change_policy, dry_run
 from db.session import get_engine, session_scope
 from modscan.settings import Settings
+from tests.support.cli import run_cli
 from tests.support.factories import make_review_item
+from tests.support.services import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -125,15 +124,7 @@ def test_a_row_rehashed_alone_still_breaks_the_next_link(pg_url: str) -> None:
 
 
 def _cli(args: list[str], url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MODSCAN_DATABASE_URL": url}
-    return subprocess.run(
-        [sys.executable, "-m", "modscan.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    return run_cli(args, ROOT, {"MODSCAN_DATABASE_URL": url})
 
 
 def test_cli_audit_verify_and_filters(pg_url: str) -> None:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +13,8 @@ import pytest
 
 from modscan.settings import Settings
 from tests.integration.helpers import assert_scan_outcome, fill_bucket, items_by_key, table_counts
+from tests.support.cli import run_cli
 from tests.support.images import bad_inputs, jpeg_bytes
-from tests.support.services import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -71,17 +68,6 @@ def test_prefix_scan_embedded(db_url: str, moto_endpoint: str, small_model: Path
     assert statuses == {"cached"}
 
 
-def cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "modscan.cli", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_cli_folder_scan_and_export(tmp_path: Path, small_model: Path) -> None:
     """`modscan scan ./dir` with nothing configured: SQLite at ./modscan.db, a summary,
     a visible warning about the untrained model, and an export row per file."""
@@ -99,7 +85,7 @@ def test_cli_folder_scan_and_export(tmp_path: Path, small_model: Path) -> None:
         "MODSCAN_MAX_BATCH": "16",
     }
 
-    result = cli(["scan", str(folder)], tmp_path, env)
+    result = run_cli(["scan", str(folder)], tmp_path, env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "modscan.db").is_file()
     assert "UNTRAINED" in result.stderr
@@ -107,7 +93,7 @@ def test_cli_folder_scan_and_export(tmp_path: Path, small_model: Path) -> None:
     assert "corrupt: 2" in result.stdout and "unsupported_format: 1" in result.stdout
     assert "images/s" in result.stdout
 
-    exported = cli(["export", "--format", "jsonl"], tmp_path, env)
+    exported = run_cli(["export", "--format", "jsonl"], tmp_path, env)
     assert exported.returncode == 0, exported.stderr[-2000:]
     rows = [json.loads(line) for line in exported.stdout.splitlines()]
     assert len(rows) == 17
@@ -118,7 +104,7 @@ def test_cli_folder_scan_and_export(tmp_path: Path, small_model: Path) -> None:
     assert by_name["readme.txt"]["status"] == "skipped"
     assert all(row["model_version"] == "untrained" for row in rows if row["label"])
 
-    as_csv = cli(["export", "--format", "csv", "--scan", "1"], tmp_path, env)
+    as_csv = run_cli(["export", "--format", "csv", "--scan", "1"], tmp_path, env)
     parsed = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert len(parsed) == 17 and {"source_uri", "ai_score", "status"} <= set(parsed[0])
 
@@ -127,10 +113,10 @@ def test_cli_refuses_unmigrated_database(pg_url: str, tmp_path: Path) -> None:
     from tests.support.services import postgres_database
 
     with postgres_database("modscan_unmigrated") as empty:
-        result = cli(["scan", str(tmp_path)], tmp_path, {"MODSCAN_DATABASE_URL": empty})
+        result = run_cli(["scan", str(tmp_path)], tmp_path, {"MODSCAN_DATABASE_URL": empty})
         assert result.returncode != 0
         assert "modscan migrate" in result.stderr
-        migrated = cli(["migrate"], tmp_path, {"MODSCAN_DATABASE_URL": empty})
+        migrated = run_cli(["migrate"], tmp_path, {"MODSCAN_DATABASE_URL": empty})
         assert migrated.returncode == 0, migrated.stderr[-2000:]
 
 

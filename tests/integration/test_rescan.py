@@ -6,9 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,21 +13,10 @@ from sqlalchemy import select
 
 from db.models import Scan, Verdict
 from db.session import session_scope
+from tests.support.cli import run_cli
 from tests.support.images import jpeg_bytes
-from tests.support.services import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "modscan.cli", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +41,13 @@ def test_rescan_reports_flips_and_keeps_old_verdicts(
         (folder / f"img{i:02d}.jpg").write_bytes(jpeg_bytes(i))
     db = tmp_path / "modscan.db"
     env = {"MODSCAN_DATABASE_URL": f"sqlite:///{db}", "MODSCAN_MODEL_PATH": str(small_model)}
-    assert _cli(["migrate"], tmp_path, env).returncode == 0
-    first = _cli(["scan", str(folder)], tmp_path, env)
+    assert run_cli(["migrate"], tmp_path, env).returncode == 0
+    first = run_cli(["scan", str(folder)], tmp_path, env)
     assert first.returncode == 0, first.stderr[-2000:]
 
-    rescan = _cli(["rescan", "--model", str(second_model), "--scan", "1", "--json"], tmp_path, env)
+    rescan = run_cli(
+        ["rescan", "--model", str(second_model), "--scan", "1", "--json"], tmp_path, env
+    )
     assert rescan.returncode == 0, rescan.stderr[-2000:]
     report = json.loads(rescan.stdout)
 
@@ -84,7 +72,7 @@ def test_rescan_reports_flips_and_keeps_old_verdicts(
     assert {v.policy_version for v in new.values()} == {1}
 
     # Every image of the original scan, with its verdict's policy version and action.
-    exported = _cli(["export", "--format", "csv", "--scan", "1"], tmp_path, env)
+    exported = run_cli(["export", "--format", "csv", "--scan", "1"], tmp_path, env)
     assert exported.returncode == 0, exported.stderr
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
     assert len(rows) == 12

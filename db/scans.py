@@ -101,6 +101,7 @@ class ScanCounts:
     by_status: dict[str, int] = field(default_factory=dict)
     errors_by_reason: dict[str, int] = field(default_factory=dict)
     by_label: dict[str, int] = field(default_factory=dict)
+    by_action: dict[str, int] = field(default_factory=dict)  # the policy's reading
 
     @property
     def total(self) -> int:
@@ -136,6 +137,13 @@ def scan_counts(session: Session, scan_id: int) -> ScanCounts:
         .group_by(Verdict.label)
     )
     counts.by_label = {label: n for label, n in rows}
+    rows = session.execute(
+        select(Verdict.action, func.count())
+        .join(ScanItem, ScanItem.verdict_id == Verdict.id)
+        .where(ScanItem.scan_id == scan_id, Verdict.action.is_not(None))
+        .group_by(Verdict.action)
+    )
+    counts.by_action = {str(action): n for action, n in rows}
     return counts
 
 

@@ -92,6 +92,12 @@ def print_summary(settings: Settings, scan_id: int, elapsed: float) -> None:
         "  labels:  "
         + ("  ".join(f"{label}: {n}" for label, n in sorted(counts.by_label.items())) or "none")
     )
+    if counts.by_action:
+        click.echo(
+            "  actions: "
+            + "  ".join(f"{action}: {n}" for action, n in sorted(counts.by_action.items()))
+            + "  (policy; needs_review items wait in the review queue)"
+        )
     click.echo(
         "  errors:  "
         + (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,12 @@ def test_cli_folder_scan_and_export(tmp_path: Path, small_model: Path) -> None:
     assert "objects: 17" in result.stdout
     assert "corrupt: 2" in result.stdout and "unsupported_format: 1" in result.stdout
     assert "images/s" in result.stdout
+    # The first scan made policy version 1 from the card: every verdict got an action.
+    labels = re.search(r"labels: (.*)", result.stdout)
+    actions = re.search(r"actions: (.*)  \(policy", result.stdout)
+    assert labels is not None and actions is not None, result.stdout
+    total = [sum(int(n) for n in re.findall(r": (\d+)", m.group(1))) for m in (labels, actions)]
+    assert total[0] == total[1] == 13  # 17 files less 2 corrupt, 1 unsupported, 1 skipped
 
     exported = run_cli(["export", "--format", "jsonl"], tmp_path, env)
     assert exported.returncode == 0, exported.stderr[-2000:]

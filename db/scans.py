@@ -35,7 +35,10 @@ def _audit_scan(session: Session, scan: Scan) -> None:
 def get_or_create_stream_scan(session: Session, source_uri: str) -> Scan:
     """Queue consumers file their items under one long-lived scan per queue."""
     scan = session.scalars(
-        select(Scan).where(Scan.kind == "stream", Scan.source_uri == source_uri).limit(1)
+        select(Scan)
+        .where(Scan.kind == "stream", Scan.source_uri == source_uri)
+        .order_by(Scan.id)  # should two ever exist (a first-event race), always the same one
+        .limit(1)
     ).first()
     if scan is None:
         scan = Scan(source_uri=source_uri, kind="stream", status=ScanStatus.RUNNING)

@@ -314,6 +314,13 @@ def bench(as_json: bool, images: int, skip_s3: bool) -> None:
     is_flag=True,
     help="Keep BatchNorm's moving averages instead of recomputing them on training images.",
 )
+@click.option(
+    "--rescale-augment",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Share of training images blurred by an up-and-down rescale.",
+)
 def train(
     data: Path,
     backbone: str,
@@ -329,12 +336,15 @@ def train(
     float32_weights: bool,
     export_only: bool,
     no_recompute_bn: bool,
+    rescale_augment: float,
 ) -> None:
     """Train a detector (resumable), calibrate it on validation and write an artifact."""
+    from modscan.training.augment import Augmentation
     from modscan.training.run import run_training
     from modscan.training.trainer import TrainConfig
 
     config = TrainConfig(
+        augmentation=Augmentation(rescale_probability=rescale_augment),
         backbone=backbone,
         image_size=image_size,
         epochs=epochs,

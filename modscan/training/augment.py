@@ -2,7 +2,8 @@
 
 Flips, small shifts, brightness and contrast, and JPEG re-encoding at a random quality: the
 last because users see verdicts change when the same picture is re-encoded, and the model
-should not learn that "compressed once more" means anything.
+should not learn that "compressed once more" means anything. Optionally an up-and-down
+rescale (a resampling blur), because a resized AI image must not read as real.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ class Augmentation:
     contrast: float = 0.1  # factor in [1 - c, 1 + c]
     jpeg_probability: float = 0.25
     jpeg_quality: tuple[int, int] = (60, 100)
+    rescale_probability: float = 0.0  # upscale 1.5-3x (bicubic), back down (bilinear)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "rescale_probability": self.rescale_probability,
             "flip": self.flip,
             "max_shift": self.max_shift,
             "brightness": self.brightness,
@@ -51,6 +54,12 @@ def make_augment_fn(aug: Augmentation, size: int) -> Any:
                 lambda: image,
             )
             image = tf.ensure_shape(image, (size, size, 3))
+        if aug.rescale_probability > 0:
+            image = tf.cond(
+                tf.random.uniform(()) < aug.rescale_probability,
+                lambda: _rescale(tf, image, size),
+                lambda: image,
+            )
         if aug.flip:
             image = tf.image.random_flip_left_right(image)
         if aug.max_shift > 0:
@@ -67,3 +76,12 @@ def make_augment_fn(aug: Augmentation, size: int) -> Any:
         return tf.clip_by_value(x, 0.0, 255.0), label
 
     return augment
+
+
+def _rescale(tf: Any, image: Any, size: int) -> Any:
+    """Upscale by a random factor in [1.5, 3] (bicubic), then back down (bilinear,
+    antialiased): the blur a resize leaves, as uint8 again."""
+    big = tf.cast(tf.round(size * tf.random.uniform((), 1.5, 3.0)), tf.int32)
+    up = tf.image.resize(tf.cast(image, tf.float32), (big, big), method="bicubic")
+    down = tf.image.resize(up, (size, size), method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(down), 0.0, 255.0), tf.uint8)

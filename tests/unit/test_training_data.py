@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,21 @@ def test_augmentation_keeps_shape_and_range(tmp_path: Path) -> None:
     assert float(tf.reduce_min(x)) >= 0.0 and float(tf.reduce_max(x)) <= 255.0
     same, _ = none(tf.constant(images.pixels[0]), tf.constant(0.0))
     assert np.array_equal(same.numpy(), images.pixels[0].astype(np.float32))
+
+
+def test_rescale_augmentation_blurs_like_a_resize(tmp_path: Path) -> None:
+    tf = pytest.importorskip("tensorflow")
+    from modscan.training.augment import NO_AUGMENTATION, make_augment_fn
+
+    images = load_images(write_labelled_set(tmp_path, "val", per_class=2), 32)
+    only_rescale = replace(NO_AUGMENTATION, rescale_probability=1.0)
+    x, _ = make_augment_fn(only_rescale, 32)(tf.constant(images.pixels[0]), tf.constant(1.0))
+    original = images.pixels[0].astype(np.float32)
+    blurred = x.numpy()
+    assert blurred.shape == (32, 32, 3) and not np.array_equal(blurred, original)
+
+    def edges(a: np.ndarray) -> float:  # high-frequency energy: what a resize takes away
+        return float(np.abs(np.diff(a, axis=1)).mean() + np.abs(np.diff(a, axis=0)).mean())
+
+    assert edges(blurred) < edges(original)
+    assert abs(blurred.mean() - original.mean()) < 5.0  # a blur, not a brightness change

@@ -78,7 +78,7 @@ def _warm_up(sender: Any = None, **_: Any) -> None:
     consumer = getattr(sender, "task_consumer", None)
     queues = {queue.name for queue in getattr(consumer, "queues", [])}
     if queues and INFERENCE_QUEUE not in queues:
-        log.info("modscan worker ready: listing only, no model loaded")
+        log.info("modscan worker ready for %s: no inference queue, no model loaded", sorted(queues))
         return
     context = get_context(get_settings())
     context.engine.wait_ready()

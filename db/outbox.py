@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import OutboxMessage, utcnow
@@ -278,3 +278,29 @@ def outbox_status(session: Session, *, max_attempts: int) -> list[TargetStatus]:
         )
         for row in rows
     ]
+
+
+def retry_failed(session: Session, *, max_attempts: int, target: str | None = None) -> int:
+    """Give rows the relay gave up on a fresh set of attempts (after a target is fixed).
+    Returns how many rows will be tried again."""
+    query = (
+        update(OutboxMessage)
+        .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.attempts >= max_attempts)
+        .values(attempts=0, next_attempt_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if target is not None:
+        query = query.where(OutboxMessage.target == target)
+    return int(session.execute(query).rowcount or 0)  # type: ignore[attr-defined]
+
+
+def prune_delivered(session: Session, *, older_than: timedelta) -> int:
+    """Delete rows delivered longer ago than ``older_than``; the audit trail keeps the
+    history, the outbox only needs what is still to send. Returns how many went."""
+    cutoff = utcnow() - older_than
+    result = session.execute(
+        delete(OutboxMessage)
+        .where(OutboxMessage.delivered_at.is_not(None), OutboxMessage.delivered_at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

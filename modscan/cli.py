@@ -193,15 +193,54 @@ def requeue(older_than: float) -> None:
     click.echo(f"requeued {stats.scans} listings and {stats.items} items")
 
 
+def _outbox_housekeeping(
+    settings: Settings, url: str, *, retry_failed: bool, prune_days: float | None
+) -> None:
+    from datetime import timedelta
+
+    from db.outbox import prune_delivered
+    from db.outbox import retry_failed as retry
+    from db.session import session_scope
+
+    with session_scope(url) as session:
+        if retry_failed:
+            n = retry(session, max_attempts=settings.outbox_max_attempts)
+            click.echo(f"{n} given-up events will be tried again")
+        if prune_days is not None:
+            n = prune_delivered(session, older_than=timedelta(days=prune_days))
+            click.echo(f"pruned {n} events delivered more than {prune_days:g} days ago")
+
+
 @main.command()
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 @click.option("--poll", type=float, default=None, help="Seconds between idle rounds (setting).")
 @click.option("--limit", type=int, default=100, show_default=True, help="Events per round.")
 @click.option("--status", "show_status", is_flag=True, help="Print the outbox counts and exit.")
-def relay(once: bool, poll: float | None, limit: int, show_status: bool) -> None:
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Give events the relay gave up on a fresh set of attempts, then exit.",
+)
+@click.option(
+    "--prune-days",
+    type=float,
+    default=None,
+    help="Delete events delivered more than this many days ago, then exit.",
+)
+def relay(
+    once: bool,
+    poll: float | None,
+    limit: int,
+    show_status: bool,
+    retry_failed: bool,
+    prune_days: float | None,
+) -> None:
     """Deliver outbound events (webhook, SQS, Redis stream) from the outbox, at least once."""
     settings = load_settings()
     url = ready_database(settings)
+    if retry_failed or prune_days is not None:
+        _outbox_housekeeping(settings, url, retry_failed=retry_failed, prune_days=prune_days)
+        return
     if show_status:
         from db.outbox import outbox_status
         from db.session import session_scope

@@ -159,3 +159,37 @@ def test_relays_share_rows_without_overlap_on_postgresql(pg_url: str) -> None:
         holding.close()
     assert len(first) == 4 and len(second) == 2
     assert not {message.id for message in first} & {message.id for message in second}
+
+
+def test_given_up_events_can_be_retried_and_old_deliveries_pruned(db_url: str) -> None:
+    from db.outbox import prune_delivered, retry_failed
+
+    with session_scope(db_url) as session:
+        for n in range(3):
+            add_event(
+                session, targets=["webhook", "redis"], topic="verdict.flagged", payload={"n": n}
+            )
+    all_rows = rows(db_url)
+    webhook = [r.id for r in all_rows if r.target == "webhook"]
+    redis_ = [r.id for r in all_rows if r.target == "redis"]
+    with session_scope(db_url) as session:
+        # Two webhook rows gave up; one redis row was delivered long ago, one just now.
+        session.execute(
+            update(OutboxMessage).where(OutboxMessage.id.in_(webhook[:2])).values(attempts=5)
+        )
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == redis_[0])
+            .values(delivered_at=utcnow() - timedelta(days=40))
+        )
+        session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == redis_[1]).values(delivered_at=utcnow())
+        )
+    with session_scope(db_url) as session:
+        assert retry_failed(session, max_attempts=5, target="redis") == 0
+        assert retry_failed(session, max_attempts=5) == 2
+        assert prune_delivered(session, older_than=timedelta(days=30)) == 1
+    left = {r.id: r for r in rows(db_url)}
+    assert redis_[0] not in left and redis_[1] in left
+    assert [left[i].attempts for i in webhook[:2]] == [0, 0]
+    assert {m.id for m in claim(db_url, max_attempts=5)} >= set(webhook)

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -84,7 +85,7 @@ def stack(
         redis.Redis.from_url(EVENTS_REDIS).delete(stream)
 
 
-def _wait_completed(stack: Stack, scan_id: int, timeout: float = 180.0) -> dict[str, object]:
+def _wait_completed(stack: Stack, scan_id: int, timeout: float = 180.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = stack.client.get(f"/v1/scans/{scan_id}", headers=stack.as_("submitter")).json()
@@ -134,11 +135,12 @@ def test_scan_review_relay_audit_export(stack: Stack) -> None:
 
     # The relay sends one event per needs-review verdict and per decision.
     relay_once(stack.settings, limit=500)
-    entries = redis.Redis.from_url(EVENTS_REDIS).xrange(stack.stream)
-    topics = [fields[b"topic"].decode() for _, fields in entries]
+    events = redis.Redis.from_url(EVENTS_REDIS, decode_responses=True)
+    entries: list[tuple[str, dict[str, str]]] = events.xrange(stack.stream)  # type: ignore[assignment]
+    topics = [fields["topic"] for _, fields in entries]
     assert topics.count("verdict.needs_review") == contents.distinct_good
     assert topics.count("review.decided") == 2
-    bodies = [json.loads(fields[b"body"]) for _, fields in entries]
+    bodies = [json.loads(fields["body"]) for _, fields in entries]
     decisions = [b["data"] for b in bodies if b["topic"] == "review.decided"]
     sent = {d["verdict_id"]: d["decision"] for d in decisions}
     assert sent == decided

@@ -81,6 +81,20 @@ def _recompute_batchnorm(
     }
 
 
+def lineage(parent: ModelCard) -> dict[str, Any]:
+    """What a card says about the artifact its training started from, with that one's own
+    lineage nested, so a model continued over several sessions keeps its whole history."""
+    return {
+        "name": parent.name,
+        "version": parent.version,
+        "weights_sha256": parent.weights_sha256,
+        "steps": parent.training.get("steps"),
+        "history": parent.training.get("history"),
+        "config": parent.training.get("config"),
+        "initialized_from": parent.training.get("initialized_from"),
+    }
+
+
 def export_artifact(
     result: TrainResult,
     config: TrainConfig,
@@ -92,8 +106,12 @@ def export_artifact(
     float16: bool = True,
     target_precision: float = 0.99,
     recompute_bn: bool = True,
+    initialized_from: dict[str, Any] | None = None,
 ) -> ModelCard:
-    """Calibrate the best weights on validation and write ``out`` as a model artifact."""
+    """Calibrate the best weights on validation and write ``out`` as a model artifact.
+
+    ``initialized_from`` (see :func:`lineage`) records the artifact training started from.
+    """
     import keras
 
     from workers.model import build_classifier
@@ -168,6 +186,7 @@ def export_artifact(
             "train_seconds": round(state.seconds, 1),
             "sittings": state.sittings,
             "batchnorm_statistics": batchnorm or "as trained (moving averages)",
+            "initialized_from": initialized_from,
         },
         created_at=now.isoformat(timespec="seconds"),
     )

@@ -60,7 +60,7 @@ def run_training(
     Returns the card, or None when the time budget ran out before the first epoch ended.
     With ``export_only``, writes the artifact from the checkpoints without training further.
     """
-    from modscan.training.export import export_artifact
+    from modscan.training.export import export_artifact, lineage
     from workers.model import configure_tensorflow
 
     setup = configure_tensorflow(settings)
@@ -76,10 +76,12 @@ def run_training(
         f"{setup['precision']}"
     )
     init_weights = None
+    parent = None
     if init_from is not None:
         from workers.artifact import read_card, verify_weights
 
-        init_weights = verify_weights(init_from, read_card(init_from))
+        parent = read_card(init_from)
+        init_weights = verify_weights(init_from, parent)
     ckpt = checkpoint_dir or out / "checkpoints"
     if export_only:
         result = finished_run(ckpt, config, len(train_set))
@@ -96,7 +98,14 @@ def run_training(
         echo(f"stopped at step {result.state.step} before an epoch ended; run again to resume")
         return None
     card = export_artifact(
-        result, config, train_set, val_set, out, float16=float16, recompute_bn=recompute_bn
+        result,
+        config,
+        train_set,
+        val_set,
+        out,
+        float16=float16,
+        recompute_bn=recompute_bn,
+        initialized_from=lineage(parent) if parent is not None else None,
     )
     v = card.metrics["validation"]
     status = "finished" if result.finished else "stopped early (run again to resume)"

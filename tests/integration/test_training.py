@@ -95,6 +95,21 @@ def test_train_stops_mid_epoch_resumes_and_ships_an_artifact(
     after = read_state(out / "checkpoints")
     assert after is not None and (after.step, after.sittings) == (6, 2)
     assert after.history == state.history
+    assert again.training["initialized_from"] is None  # trained from scratch
+
+    # Continuing from the artifact records where it started, with that one's history.
+    child = run_training(
+        settings,
+        toy_data,
+        tmp_path / "continued",
+        _config(epochs=1),
+        echo=lines.append,
+        init_from=out,
+    )
+    assert child is not None
+    parent = child.training["initialized_from"]
+    assert (parent["version"], parent["weights_sha256"]) == (again.version, again.weights_sha256)
+    assert parent["steps"] == 6 and len(parent["history"]) == 2
 
 
 def test_evaluate_reports_and_refuses_a_tampered_artifact(

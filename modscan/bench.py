@@ -272,7 +272,9 @@ def bench_worker(env: dict[str, str], log_path: Path) -> Iterator[None]:
             process.wait(timeout=60)
 
 
-def run_bench(settings: Settings, *, images: int, as_json: bool, skip_s3: bool) -> None:
+def run_bench(
+    settings: Settings, *, images: int, as_json: bool, skip_s3: bool, check: str = "hflip"
+) -> None:
     import redis
 
     from workers.context import WorkerContext
@@ -304,6 +306,7 @@ def run_bench(settings: Settings, *, images: int, as_json: bool, skip_s3: bool) 
         "model": f"{card.name} {card.version}",
         "backbone": card.backbone,
         "device": runner.setup["device"],
+        "robustness_check": check,
     }
     redis.Redis.from_url(BENCH_REDIS).flushdb()
     with (
@@ -319,6 +322,7 @@ def run_bench(settings: Settings, *, images: int, as_json: bool, skip_s3: bool) 
             for i, data in enumerate(round_images):
                 (folder / f"{i:06d}.jpg").write_bytes(data)
             folders.append(folder)
+        _set_policy(db_url, card, check)
         bench_settings = settings.model_copy(
             update={
                 "database_url": db_url,
@@ -381,6 +385,20 @@ def run_bench(settings: Settings, *, images: int, as_json: bool, skip_s3: bool) 
                     err=True,
                 )
     report(results, as_json=as_json)
+
+
+def _set_policy(db_url: str, card: Any, check: str) -> None:
+    """The card's default policy with the chosen robustness check: the check scores a
+    variant of every image outside the review band, so it costs model time."""
+    from dataclasses import replace
+
+    from db.policy import change_policy, default_draft
+    from db.session import session_scope
+
+    band = (card.uncertain_band[0], card.uncertain_band[1]) if card.uncertain_band else None
+    draft = replace(default_draft(band, card.threshold), robustness_check=check)
+    with session_scope(db_url) as session:
+        change_policy(session, draft, actor="bench")
 
 
 def report(results: dict[str, Any], *, as_json: bool) -> None:

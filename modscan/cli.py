@@ -303,11 +303,18 @@ def export(fmt: str, scan_id: int | None, output: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--images", type=int, default=4096, show_default=True)
 @click.option("--skip-s3", is_flag=True, help="Leave out the S3 measurements.")
-def bench(as_json: bool, images: int, skip_s3: bool) -> None:
+@click.option(
+    "--check",
+    type=click.Choice(["off", "hflip", "jpeg_q75"]),
+    default="hflip",
+    show_default=True,
+    help="The policy's robustness check during the pipeline runs (hflip is the default policy).",
+)
+def bench(as_json: bool, images: int, skip_s3: bool, check: str) -> None:
     """Measure ceiling, naive, pipeline and S3 throughput on this machine."""
     from modscan.bench import run_bench
 
-    run_bench(load_settings(), images=images, as_json=as_json, skip_s3=skip_s3)
+    run_bench(load_settings(), images=images, as_json=as_json, skip_s3=skip_s3, check=check)
 
 
 @main.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -141,4 +142,21 @@ def s3_event(
                 },
             }
         ]
+    }
+
+
+def worker_env(
+    db_url: str, broker_url: str, s3_endpoint: str, model: Path, **overrides: str
+) -> dict[str, str]:
+    """The environment of a small, quick `modscan worker` against the test services."""
+    return {
+        "MODSCAN_DATABASE_URL": db_url,
+        "MODSCAN_BROKER_URL": broker_url,
+        "MODSCAN_S3_ENDPOINT_URL": s3_endpoint,
+        "MODSCAN_MODEL_PATH": str(model),
+        "MODSCAN_MAX_BATCH": "16",
+        "MODSCAN_BATCH_SIZES": "[4]",
+        "MODSCAN_CHUNK_SIZE": "8",
+        "MODSCAN_WORKER_CONCURRENCY": "4",
+        **overrides,
     }

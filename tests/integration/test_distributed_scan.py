@@ -20,6 +20,7 @@ from tests.integration.helpers import (
     table_counts,
     wait_for_scan,
     wait_until_final,
+    worker_env,
 )
 from tests.support.services import WorkerProcess
 
@@ -31,14 +32,7 @@ def stack(
     pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> Iterator[Settings]:
     env = {
-        "MODSCAN_DATABASE_URL": pg_url,
-        "MODSCAN_BROKER_URL": redis_url,
-        "MODSCAN_S3_ENDPOINT_URL": moto_endpoint,
-        "MODSCAN_MODEL_PATH": str(small_model),
-        "MODSCAN_MAX_BATCH": "16",
-        "MODSCAN_BATCH_SIZES": "[4]",
-        "MODSCAN_CHUNK_SIZE": "8",
-        "MODSCAN_WORKER_CONCURRENCY": "4",
+        **worker_env(pg_url, redis_url, moto_endpoint, small_model),
     }
     worker = WorkerProcess(env, tmp_path / "worker.log", queues="listing,inference")
     try:

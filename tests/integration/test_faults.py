@@ -34,6 +34,7 @@ from sqlalchemy import func, select
 from db.models import ItemStatus, Scan, ScanItem, Source, Verdict
 from db.session import normalize_url, session_scope
 from modscan.settings import Settings
+from tests.integration import helpers
 from tests.integration.helpers import (
     assert_scan_outcome,
     fill_bucket,
@@ -77,19 +78,13 @@ def broker_url() -> Iterator[str]:
 def worker_env(
     database_url: str, broker: str, s3_endpoint: str, model: Path, **extra: str
 ) -> dict[str, str]:
-    env = {
-        "MODSCAN_DATABASE_URL": database_url,
-        "MODSCAN_BROKER_URL": broker,
-        "MODSCAN_S3_ENDPOINT_URL": s3_endpoint,
-        "MODSCAN_MODEL_PATH": str(model),
-        "MODSCAN_BATCH_SIZES": "[4]",
-        "MODSCAN_MAX_BATCH": "16",
+    """One task thread, two images a task: faults hit a known, small amount of work."""
+    small = {
         "MODSCAN_CHUNK_SIZE": "2",
         "MODSCAN_WORKER_CONCURRENCY": "1",
         "MODSCAN_FETCH_CONCURRENCY": "4",
     }
-    env.update(extra)
-    return env
+    return helpers.worker_env(database_url, broker, s3_endpoint, model, **{**small, **extra})
 
 
 # Slow, small batches: each task carries 2 images and the engine waits 1.5 s for more.

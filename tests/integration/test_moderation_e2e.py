@@ -24,7 +24,7 @@ from db.keys import issue_key
 from db.policy import PolicyDraft, change_policy
 from db.session import session_scope
 from modscan.settings import Settings
-from tests.integration.helpers import fill_bucket
+from tests.integration.helpers import fill_bucket, worker_env
 from tests.support.services import REDIS_HOST, REDIS_PORT, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -49,14 +49,7 @@ def stack(
 ) -> Iterator[Stack]:
     stream = f"modscan:e2e:{uuid.uuid4().hex}"
     env = {
-        "MODSCAN_DATABASE_URL": pg_url,
-        "MODSCAN_BROKER_URL": redis_url,
-        "MODSCAN_S3_ENDPOINT_URL": moto_endpoint,
-        "MODSCAN_MODEL_PATH": str(small_model),
-        "MODSCAN_MAX_BATCH": "16",
-        "MODSCAN_BATCH_SIZES": "[4]",
-        "MODSCAN_CHUNK_SIZE": "8",
-        "MODSCAN_WORKER_CONCURRENCY": "4",
+        **worker_env(pg_url, redis_url, moto_endpoint, small_model),
         "MODSCAN_OUTBOX_REDIS_URL": EVENTS_REDIS,
         "MODSCAN_OUTBOX_REDIS_STREAM": stream,
     }

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import UTC, datetime
 
 from sqlalchemy import text
 
@@ -104,15 +103,6 @@ def submit_scan(settings: Settings, source: str, *, actor: str) -> int:
             "retry later",
             headers={"Retry-After": "30"},
         ) from exc
-
-
-def as_utc(moment: datetime | None) -> datetime | None:
-    """Datetimes without an offset are taken as UTC; others are converted to UTC."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def check_page_size(limit: int, cap: int) -> None:

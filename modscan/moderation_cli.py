@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from db.models import as_utc
 from modscan.cli_support import cli_actor, load_settings, ready_database
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
 
 # --- keys ----------------------------------------------------------------------------------
 
@@ -111,8 +105,8 @@ def audit(
         subject_id=subject_id,
         actor=actor,
         action=action,
-        since=_utc(since),
-        until=_utc(until),
+        since=as_utc(since),
+        until=as_utc(until),
     )
     with session_scope(url) as session:
         for event in iter_events(session, where):
@@ -263,7 +257,7 @@ def rescan(
     from workers.rescan import compare, create_rescan, rescan_lister
 
     try:
-        plan = create_rescan(settings, scan_id=scan_id, since=_utc(since), actor=cli_actor())
+        plan = create_rescan(settings, scan_id=scan_id, since=as_utc(since), actor=cli_actor())
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
     ctx = _context(settings)

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Query
 from api.admin_schemas import AuditEventOut, AuditPageOut, ChainOut
 from api.deps import Auditor, SessionDep, SettingsDep
 from api.schemas import ErrorOut
-from api.services import as_utc, check_page_size, decode_cursor, encode_cursor
+from api.services import check_page_size, decode_cursor, encode_cursor
 from db.audit import AuditFilter, list_events, verify_chain
+from db.models import as_utc
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 

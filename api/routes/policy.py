@@ -11,7 +11,7 @@ from api.admin_schemas import DryRunOut, PolicyIn, PolicyOut
 from api.deps import Admin, AnyRole, Auditor, SessionDep
 from api.errors import ApiError, not_found
 from api.schemas import ErrorOut
-from api.services import as_utc
+from db.models import as_utc
 from db.policy import PolicyConflict, PolicyDraft, change_policy, current_policy, dry_run
 
 router = APIRouter(prefix="/policy", tags=["policy"])

@@ -30,8 +30,8 @@ from api.reviewing import (
 )
 from api.routes.verdicts import DEFAULT_PAGE_SIZE
 from api.schemas import ErrorOut
-from api.services import as_utc, decode_cursor, encode_cursor
-from db.models import ReviewState, Role
+from api.services import decode_cursor, encode_cursor
+from db.models import ReviewState, Role, as_utc
 from db.reviews import (
     ReviewConflict,
     ReviewForbidden,

@@ -21,9 +21,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from api.deps import CSRF_HEADER, SESSION_COOKIE, SessionDep, SettingsDep, get_principal
 from api.errors import ApiError
 from api.reviewing import claimable_states, scores_hidden
-from api.services import as_utc
 from db.keys import authenticate
-from db.models import Role
+from db.models import Role, as_utc
 from db.reviews import claim_next, queue_entry, remaining
 
 router = APIRouter(tags=["review page"], include_in_schema=False)

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Query
 from api.deps import Reader, SessionDep, SettingsDep
 from api.errors import ApiError
 from api.schemas import ErrorOut, LabelName, VerdictOut, VerdictPageOut
-from api.services import as_utc, decode_cursor, encode_cursor
+from api.services import decode_cursor, encode_cursor
 from db.browse import list_verdicts
+from db.models import as_utc
 
 router = APIRouter(prefix="/verdicts", tags=["verdicts"])
 

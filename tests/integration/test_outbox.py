@@ -285,6 +285,25 @@ def start_relay(targets: Targets, log_path: Path) -> subprocess.Popen[bytes]:
     )
 
 
+# SIGTERM lets the delivery in hand finish; its worst case is the SQS client's three tries
+# of a 5 s connect and a 10 s read.
+GRACEFUL_STOP_S = 60
+
+
+def stop_gracefully(relay: subprocess.Popen[bytes], log_path: Path) -> None:
+    """SIGTERM, then wait; a relay that does not stop is killed and the test fails with its
+    log (rather than a bare TimeoutExpired that hides what it was doing)."""
+    os.killpg(relay.pid, signal.SIGTERM)
+    try:
+        relay.wait(timeout=GRACEFUL_STOP_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(relay.pid, signal.SIGKILL)
+        relay.wait(timeout=30)
+        raise AssertionError(
+            f"relay ignored SIGTERM for {GRACEFUL_STOP_S}s; log:\n{log_path.read_text()[-4000:]}"
+        ) from None
+
+
 def undelivered(url: str) -> int:
     with session_scope(url) as session:
         return sum(
@@ -324,8 +343,7 @@ def test_relay_killed_mid_delivery_loses_nothing(
             time.sleep(0.2)
         assert undelivered(pg_url) == 0, log_path.read_text()
     finally:
-        os.killpg(fresh.pid, signal.SIGTERM)  # a graceful stop
-        fresh.wait(timeout=30)
+        stop_gracefully(fresh, log_path)
     assert fresh.returncode == 0, log_path.read_text()
 
     # At least once everywhere: duplicates are allowed, losses are not.

@@ -75,7 +75,7 @@ def redis_url() -> Iterator[str]:
 def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A freshly initialised EfficientNetB0 artifact: the real loader and runner, built
     small so the suite stays quick. The B6 default is exercised by the demo and bench."""
-    from workers.model import create_untrained_artifact
+    from workers.classifier.runner import create_untrained_artifact
 
     folder = tmp_path_factory.mktemp("model") / "untrained-b0"
     create_untrained_artifact(folder, backbone="EfficientNetB0", input_size=32)

@@ -13,10 +13,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from db.items import ImageFacts, WorkItem, add_attempt, note_retry_reasons, pending_items
+from db.items import WorkItem, add_attempt, note_retry_reasons, pending_items
+from db.models import ErrorReason
 from db.session import session_scope
+from db.verdicts import ImageFacts
+from workers.classifier.decode import DecodeLimits, ImageError, decode_image
 from workers.context import WorkerContext
-from workers.decode import DecodeLimits, ImageError, decode_image
 from workers.engine import Prepared
 from workers.fetch import SourceMissing, TransientFetchError
 
@@ -45,7 +47,7 @@ def prepare(ctx: WorkerContext, item: WorkItem) -> Prepared:
         prepared.error_reason, prepared.error_detail = exc.reason, exc.detail
         return prepared
     except SourceMissing as exc:
-        prepared.error_reason, prepared.error_detail = "source_missing", str(exc)
+        prepared.error_reason, prepared.error_detail = ErrorReason.SOURCE_MISSING, str(exc)
         return prepared
     prepared.pixels = decoded.pixels
     prepared.image = ImageFacts(

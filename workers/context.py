@@ -10,12 +10,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from db.items import ModelStamp
+from db.verdicts import ModelStamp
 from modscan.settings import Settings
-from workers.artifact import read_card
+from workers.classifier.artifact import read_card
+from workers.classifier.runner import ModelRunner, ensure_artifact
 from workers.engine import BatchEngine, Scorer
 from workers.fetch import Fetcher
-from workers.model import ModelRunner, ensure_artifact
 
 log = logging.getLogger(__name__)
 

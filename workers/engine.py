@@ -21,11 +21,11 @@ from typing import Protocol
 
 import numpy as np
 
-from db.items import ImageFacts, ModelStamp, Outcome, existing_verdicts, record_outcomes
-from db.models import ItemStatus
+from db.models import ErrorReason, ItemStatus
 from db.policy import PolicyRule, policy_in_force
 from db.session import session_scope
-from modscan.evaluation.robustness import VARIANTS
+from db.verdicts import ImageFacts, ModelStamp, Outcome, existing_verdicts, record_outcomes
+from workers.classifier.variants import VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ class BatchEngine:
                         item_id=p.item_id,
                         scan_id=p.scan_id,
                         status=ItemStatus.ERROR,
-                        error_reason=p.error_reason or "corrupt",
+                        error_reason=p.error_reason or ErrorReason.CORRUPT,
                         error_detail=p.error_detail,
                     )
                 )

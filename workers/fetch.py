@@ -6,8 +6,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from db.models import ErrorReason
 from modscan.settings import Settings
-from workers.decode import ImageError
+from workers.classifier.decode import ImageError
 
 
 class SourceMissing(Exception):
@@ -69,7 +70,7 @@ class Fetcher:
         except OSError as exc:
             raise TransientFetchError(f"reading {path}: {exc}") from exc
         if len(data) > limit:
-            raise ImageError("too_large", f"larger than {limit} bytes")
+            raise ImageError(ErrorReason.TOO_LARGE, f"larger than {limit} bytes")
         return data
 
     def _get_object(self, bucket: str, key: str, version_id: str | None) -> bytes:
@@ -84,7 +85,7 @@ class Fetcher:
             length = int(response.get("ContentLength") or 0)
             if length > limit:
                 response["Body"].close()
-                raise ImageError("too_large", f"object is {length} bytes, limit {limit}")
+                raise ImageError(ErrorReason.TOO_LARGE, f"object is {length} bytes, limit {limit}")
             data: bytes = response["Body"].read(limit + 1)
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
@@ -99,5 +100,5 @@ class Fetcher:
         except BotoCoreError as exc:
             raise TransientFetchError(f"s3://{bucket}/{key}: {exc}") from exc
         if len(data) > limit:
-            raise ImageError("too_large", f"larger than {limit} bytes")
+            raise ImageError(ErrorReason.TOO_LARGE, f"larger than {limit} bytes")
         return data

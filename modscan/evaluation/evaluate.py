@@ -11,9 +11,9 @@ import numpy as np
 import numpy.typing as npt
 
 from modscan.evaluation.metrics import Metrics, compute_metrics
-from modscan.evaluation.robustness import VARIANTS
 from modscan.training.data import LabelledImages
-from workers.artifact import ModelCard
+from workers.classifier.artifact import ModelCard
+from workers.classifier.variants import VARIANTS
 
 ScoreFn = Any  # (uint8 pixels) -> P(AI) scores
 

@@ -12,7 +12,7 @@ from modscan.evaluation.evaluate import Evaluation, evaluate, resolve_data
 from modscan.evaluation.report import metrics_table, write_report
 from modscan.settings import Settings
 from modscan.training.data import load_images
-from workers.artifact import write_card
+from workers.classifier.artifact import write_card
 
 
 def run_evaluation(
@@ -28,8 +28,8 @@ def run_evaluation(
     update_card: bool = False,
     echo: Callable[[str], None] = print,
 ) -> Evaluation:
-    from workers.artifact import ArtifactError
-    from workers.model import ModelRunner, ensure_artifact
+    from workers.classifier.artifact import ArtifactError
+    from workers.classifier.runner import ModelRunner, ensure_artifact
 
     folder = model_path or ensure_artifact(settings)
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from workers.decode import ImageError, decode_image
+from workers.classifier.decode import ImageError, decode_image
 
 CLASS_DIRS = {"FAKE": 1, "REAL": 0}  # label 1 = AI-generated
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")

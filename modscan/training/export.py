@@ -14,7 +14,7 @@ from modscan.evaluation.metrics import compute_metrics
 from modscan.training.calibrate import calibrate
 from modscan.training.data import LabelledImages
 from modscan.training.trainer import TrainConfig, TrainResult, predict_scores
-from workers.artifact import WEIGHTS_FILE, ModelCard, sha256_file, write_card
+from workers.classifier.artifact import WEIGHTS_FILE, ModelCard, sha256_file, write_card
 
 
 def code_version() -> str:
@@ -114,7 +114,7 @@ def export_artifact(
     """
     import keras
 
-    from workers.model import build_classifier
+    from workers.classifier.runner import build_classifier
 
     out.mkdir(parents=True, exist_ok=True)
     # Dropout and stochastic depth are active while BatchNorm statistics are recomputed:

@@ -11,7 +11,7 @@ from typing import Any
 from modscan.settings import Settings
 from modscan.training.data import find_split, load_images
 from modscan.training.trainer import TrainConfig, finished_run, train
-from workers.artifact import ModelCard
+from workers.classifier.artifact import ModelCard
 
 log = logging.getLogger(__name__)
 Echo = Callable[[str], None]
@@ -61,7 +61,7 @@ def run_training(
     With ``export_only``, writes the artifact from the checkpoints without training further.
     """
     from modscan.training.export import export_artifact, lineage
-    from workers.model import configure_tensorflow
+    from workers.classifier.runner import configure_tensorflow
 
     setup = configure_tensorflow(settings)
     if setup["precision"] != "float32" and setup["device"] == "cpu":
@@ -78,7 +78,7 @@ def run_training(
     init_weights = None
     parent = None
     if init_from is not None:
-        from workers.artifact import read_card, verify_weights
+        from workers.classifier.artifact import read_card, verify_weights
 
         parent = read_card(init_from)
         init_weights = verify_weights(init_from, parent)

@@ -154,7 +154,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from workers.model import build_classifier
+    from workers.classifier.runner import build_classifier
 
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     state = read_state(checkpoint_dir)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workers.artifact import read_card, verify_weights
+from workers.classifier.artifact import read_card, verify_weights
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "default"
@@ -39,7 +39,7 @@ def sample_scores() -> tuple[np.ndarray, np.ndarray, float]:
         pytest.skip(f"{CIFAKE_VAL} is absent: the CIFAKE validation split lives outside the repo")
     from modscan.settings import Settings
     from modscan.training.data import load_images
-    from workers.model import ModelRunner
+    from workers.classifier.runner import ModelRunner
 
     settings = Settings()
     runner = ModelRunner(MODEL, settings)
@@ -63,7 +63,7 @@ def all_scores() -> tuple[np.ndarray, np.ndarray, float]:
         pytest.skip(f"{CIFAKE_VAL} is absent: the CIFAKE validation split lives outside the repo")
     from modscan.settings import Settings
     from modscan.training.data import load_images
-    from workers.model import ModelRunner
+    from workers.classifier.runner import ModelRunner
 
     settings = Settings()
     runner = ModelRunner(MODEL, settings)

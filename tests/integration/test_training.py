@@ -79,7 +79,7 @@ def test_train_stops_mid_epoch_resumes_and_ships_an_artifact(
     assert training["batchnorm_statistics"]["kept"] in {"recomputed", "moving averages"}
 
     # The shipped weights load in the pipeline's runner and score as exported.
-    from workers.model import ModelRunner
+    from workers.classifier.runner import ModelRunner
 
     runner = ModelRunner(out, settings)
     from modscan.training.data import load_images

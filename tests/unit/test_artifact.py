@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from workers.artifact import ArtifactError, ModelCard, read_card, sha256_file, verify_weights
-from workers.artifact import write_card as save_card
+from workers.classifier.artifact import (
+    ArtifactError,
+    ModelCard,
+    read_card,
+    sha256_file,
+    verify_weights,
+)
+from workers.classifier.artifact import write_card as save_card
 
 
 def make_artifact(folder: Path) -> ModelCard:

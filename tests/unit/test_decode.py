@@ -1,4 +1,4 @@
-"""Tests for workers.decode: every input is generated here with Pillow or raw bytes."""
+"""Tests for workers.classifier.decode: every input is generated here with Pillow or raw bytes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import GifImagePlugin, Image, ImageFile, JpegImagePlugin, features
 
-from workers.decode import (
+from workers.classifier.decode import (
     ALLOWED_FORMATS,
     REASONS,
     DecodedImage,

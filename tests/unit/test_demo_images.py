@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from modscan.demo import SAMPLE_PHOTOS, prepare_demo_images, sample_photo_dir
-from workers.decode import ImageError, decode_image
+from workers.classifier.decode import ImageError, decode_image
 
 
 def test_demo_folder_holds_photos_drawings_and_broken_files(tmp_path: Path) -> None:

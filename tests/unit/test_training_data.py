@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from modscan.evaluation.evaluate import resolve_data
-from modscan.evaluation.robustness import VARIANTS, hflip
 from modscan.training.data import find_split, label_for, load_images
 from tests.support.images import write_labelled_set
+from workers.classifier.variants import VARIANTS, hflip
 
 
 def test_labels_come_from_the_folder_name() -> None:

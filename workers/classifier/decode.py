@@ -1,6 +1,6 @@
 """Turn untrusted image bytes into a fixed-size RGB array, or a clear per-image error.
 
-Policy (see ``guides/RELIABILITY.md``, "Bad input"):
+Policy (the "Bad input" cases in ``docs/reliability.md``):
 
 * Every failure caused by the input becomes an :class:`ImageError` whose ``reason`` is one of
   :data:`REASONS`; nothing else escapes for bad data, so one bad image never crashes a worker
@@ -38,10 +38,12 @@ import numpy as np
 import numpy.typing as npt
 from PIL import GifImagePlugin, Image, JpegImagePlugin, UnidentifiedImageError, features
 
+from db.models import ErrorReason
+
 # A decompression bomb is an error in every thread of a process that decodes images.
 warnings.simplefilter("error", Image.DecompressionBombWarning)
 
-REASONS = ("corrupt", "too_large", "unsupported_format")
+REASONS = (ErrorReason.CORRUPT, ErrorReason.TOO_LARGE, ErrorReason.UNSUPPORTED_FORMAT)
 
 
 class ImageError(Exception):
@@ -137,18 +139,20 @@ def decode_image(
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError("too_large", str(exc)) from exc
+        raise ImageError(ErrorReason.TOO_LARGE, str(exc)) from exc
     except MemoryError:
         raise
     except Exception as exc:  # any other decoder failure means the bytes are bad
-        raise ImageError("corrupt", f"{type(exc).__name__}: {exc}") from exc
+        raise ImageError(ErrorReason.CORRUPT, f"{type(exc).__name__}: {exc}") from exc
 
 
 def _check_byte_count(data: bytes, limits: DecodeLimits) -> None:
     if len(data) == 0:
-        raise ImageError("corrupt", "empty file")
+        raise ImageError(ErrorReason.CORRUPT, "empty file")
     if len(data) > limits.max_bytes:
-        raise ImageError("too_large", f"{len(data)} bytes exceeds limit of {limits.max_bytes}")
+        raise ImageError(
+            ErrorReason.TOO_LARGE, f"{len(data)} bytes exceeds limit of {limits.max_bytes}"
+        )
 
 
 def _decode(data: bytes, size: int, limits: DecodeLimits, resize: str) -> DecodedImage:
@@ -179,10 +183,10 @@ def _open(data: bytes) -> Image.Image:
 
 def _check_pixels(width: int, height: int, limits: DecodeLimits) -> None:
     if width < 1 or height < 1:
-        raise ImageError("corrupt", f"invalid dimensions {width}x{height}")
+        raise ImageError(ErrorReason.CORRUPT, f"invalid dimensions {width}x{height}")
     if width * height > limits.max_pixels:
         raise ImageError(
-            "too_large",
+            ErrorReason.TOO_LARGE,
             f"{width}x{height} = {width * height} pixels exceeds limit of {limits.max_pixels}",
         )
 
@@ -194,7 +198,7 @@ def _select_first_frame(im: Image.Image, max_frames: int) -> None:
     """Reject more than ``max_frames`` frames, then leave ``im`` on frame 0."""
     frames = _count_frames(im, max_frames + 1)
     if frames > max_frames:
-        raise ImageError("too_large", f"more than {max_frames} animation frames")
+        raise ImageError(ErrorReason.TOO_LARGE, f"more than {max_frames} animation frames")
     if im.tell() != 0:
         im.seek(0)
 
@@ -294,10 +298,10 @@ def _value_range(mode: str, values: npt.NDArray[np.float32]) -> tuple[float, flo
 def _unidentified(data: bytes) -> ImageError:
     kind = _sniff(data[:_SNIFF_BYTES])
     if kind in ALLOWED_FORMATS:
-        return ImageError("corrupt", f"looks like {kind} but could not be parsed")
+        return ImageError(ErrorReason.CORRUPT, f"looks like {kind} but could not be parsed")
     if kind is None:
-        return ImageError("unsupported_format", "unrecognised data")
-    return ImageError("unsupported_format", f"looks like {kind}")
+        return ImageError(ErrorReason.UNSUPPORTED_FORMAT, "unrecognised data")
+    return ImageError(ErrorReason.UNSUPPORTED_FORMAT, f"looks like {kind}")
 
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from modscan.settings import Settings
-from workers.artifact import (
+from workers.classifier.artifact import (
     UNTRAINED_VERSION,
     WEIGHTS_FILE,
     ModelCard,
@@ -201,5 +201,5 @@ class ModelRunner:
         step = self.batch_sizes[-1]
         for start in range(0, len(pixels), step):
             raw = self.sigmoid(pixels[start : start + step])
-            scores.append(1.0 - raw if self.card.sigmoid == "p_real" else raw)
+            scores.append(self.card.ai_score(raw))
         return np.clip(np.concatenate(scores), 0.0, 1.0) if scores else np.zeros(0)

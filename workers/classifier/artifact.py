@@ -47,7 +47,8 @@ class ModelCard:
     def trained(self) -> bool:
         return self.version != UNTRAINED_VERSION
 
-    def ai_score(self, sigmoid: float) -> float:
+    def ai_score(self, sigmoid: Any) -> Any:
+        """P(AI-generated) from the model's sigmoid output (a float or a numpy array)."""
         return 1.0 - sigmoid if self.sigmoid == "p_real" else sigmoid
 
     def to_json(self) -> str:

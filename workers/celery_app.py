@@ -13,6 +13,12 @@ LISTING_QUEUE = "listing"
 INFERENCE_QUEUE = "inference"
 NOTIFICATIONS_QUEUE = "notifications"
 
+# Every task's name, spelled once: the tasks, the routes, the beat schedule and the
+# producers (workers.dispatch, the outbox relay task) all read these.
+LIST_TASK = "modscan.list_source"
+CLASSIFY_TASK = "modscan.classify"
+RELAY_TASK = "modscan.outbox.relay"
+
 
 def _queue(name: str) -> Queue:
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
@@ -33,15 +39,15 @@ def create_celery(settings: Settings) -> Celery:
         task_default_queue=INFERENCE_QUEUE,
         task_queues=[_queue(LISTING_QUEUE), _queue(INFERENCE_QUEUE), _queue(NOTIFICATIONS_QUEUE)],
         task_routes={
-            "modscan.list_source": {"queue": LISTING_QUEUE},
-            "modscan.classify": {"queue": INFERENCE_QUEUE},
-            "modscan.outbox.relay": {"queue": NOTIFICATIONS_QUEUE},
+            LIST_TASK: {"queue": LISTING_QUEUE},
+            CLASSIFY_TASK: {"queue": INFERENCE_QUEUE},
+            RELAY_TASK: {"queue": NOTIFICATIONS_QUEUE},
         },
         # Only read by `celery beat`, for deployments that relay the outbox from Celery
         # rather than with `modscan relay`; an expired send is dropped, never piled up.
         beat_schedule={
             "outbox-relay": {
-                "task": "modscan.outbox.relay",
+                "task": RELAY_TASK,
                 "schedule": 10.0,
                 "options": {"queue": NOTIFICATIONS_QUEUE, "expires": 10.0},
             }

@@ -13,13 +13,13 @@ from db.session import session_scope
 from modscan.settings import Settings
 from workers.classify import ClassifyResult, classify_items
 from workers.context import WorkerContext
+from workers.dispatch import Dispatch
 from workers.listing import run_listing
 from workers.sources import parse_source
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (items finished just now, items listed so far)
-Dispatch = Callable[[int, Sequence[WorkItem]], None]
 Lister = Callable[[Settings, int, Dispatch], object]  # registers a scan's items, dispatching
 
 
@@ -27,6 +27,55 @@ def create_embedded_scan(settings: Settings, source: str, *, actor: str | None =
     parsed = parse_source(source, allow_local=True)
     with session_scope(settings.resolved_database_url) as session:
         return create_scan(session, source_uri=parsed.uri, kind=parsed.kind, created_by=actor).id
+
+
+class EmbeddedDispatch:
+    """The embedded mode's dispatch: classify each chunk on a thread pool in this process.
+
+    :meth:`finish` waits for every chunk and retries what failed transiently, with backoff,
+    until nothing is left; the items' attempts counters bound the loop, as in the workers.
+    """
+
+    def __init__(self, ctx: WorkerContext, *, progress: Progress | None = None) -> None:
+        self.ctx = ctx
+        self.progress = progress
+        self.listed = 0
+        self._executor = ThreadPoolExecutor(
+            ctx.settings.worker_concurrency, thread_name_prefix="modscan-task"
+        )
+        self._futures: dict[Future[ClassifyResult], list[int]] = {}
+
+    def __call__(self, _scan_id: int, items: Sequence[WorkItem]) -> None:
+        ids = [item.item_id for item in items]
+        self.listed += len(ids)
+        self._submit(ids)
+
+    def _submit(self, ids: list[int]) -> None:
+        self._futures[self._executor.submit(classify_items, self.ctx, ids)] = ids
+
+    def finish(self) -> None:
+        """Wait until every dispatched item is finished, retrying transient failures."""
+        round_ = 0
+        chunk_size = self.ctx.settings.chunk_size
+        while self._futures:
+            done, _ = wait(list(self._futures))
+            retry: list[int] = []
+            for future in done:
+                ids = self._futures.pop(future)
+                result = future.result()
+                retry.extend(result.retry_item_ids)
+                if self.progress:
+                    self.progress(len(ids) - len(result.retry_item_ids), self.listed)
+            if retry:
+                round_ += 1
+                delay = min(2.0**round_, 30.0)
+                log.warning("%d items failed transiently; retrying in %.0fs", len(retry), delay)
+                time.sleep(delay)
+                for start in range(0, len(retry), chunk_size):
+                    self._submit(retry[start : start + chunk_size])
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
 
 
 def run_embedded_scan(
@@ -40,36 +89,9 @@ def run_embedded_scan(
 
     ``lister`` registers the scan's items and dispatches them (default: list its source).
     """
-    settings = ctx.settings
-    executor = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="modscan-task")
-    futures: dict[Future[ClassifyResult], list[int]] = {}
-    listed = 0
-
-    def dispatch(_scan_id: int, items: Sequence[WorkItem]) -> None:
-        nonlocal listed
-        ids = [item.item_id for item in items]
-        listed += len(ids)
-        futures[executor.submit(classify_items, ctx, ids)] = ids
-
+    dispatch = EmbeddedDispatch(ctx, progress=progress)
     try:
-        lister(settings, scan_id, dispatch)
-        round_ = 0
-        while futures:
-            done, _ = wait(list(futures))
-            retry: list[int] = []
-            for future in done:
-                ids = futures.pop(future)
-                result = future.result()
-                retry.extend(result.retry_item_ids)
-                if progress:
-                    progress(len(ids) - len(result.retry_item_ids), listed)
-            if retry:
-                round_ += 1
-                delay = min(2.0**round_, 30.0)
-                log.warning("%d items failed transiently; retrying in %.0fs", len(retry), delay)
-                time.sleep(delay)
-                for start in range(0, len(retry), settings.chunk_size):
-                    chunk = retry[start : start + settings.chunk_size]
-                    futures[executor.submit(classify_items, ctx, chunk)] = chunk
+        lister(ctx.settings, scan_id, dispatch)
+        dispatch.finish()
     finally:
-        executor.shutdown(wait=True)
+        dispatch.close()

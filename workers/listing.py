@@ -8,23 +8,70 @@ S3 key; registering is idempotent, so replaying a page adds nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-from db.items import WorkItem, pending_items, register_sources
+from db.items import SourceRecord, pending_items, register_sources
 from db.models import Scan, ScanStatus
 from db.scans import fail_scan, finish_listing, record_listing_page
 from db.session import session_scope
 from modscan.settings import Settings
+from workers.dispatch import Dispatch, chunked
 from workers.fetch import TransientFetchError, s3_client
-from workers.sources import InvalidSource, list_folder_pages, list_s3_pages, parse_source
+from workers.sources import InvalidSource, ParsedSource, file_record, parse_source, s3_record
 
 log = logging.getLogger(__name__)
 
-Dispatch = Callable[[int, Sequence[WorkItem]], None]
+# Small first pages get the model busy sooner; later pages amortise the round trips.
+PAGE_SIZES = (128, 256, 512, 1000)
 
 
-def chunked(items: Sequence[WorkItem], size: int) -> list[Sequence[WorkItem]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def page_size(page: int) -> int:
+    return PAGE_SIZES[min(page, len(PAGE_SIZES) - 1)]
+
+
+def list_s3_pages(
+    settings: Settings, client: Any, source: ParsedSource, *, start_after: str | None = None
+) -> Iterator[tuple[list[SourceRecord], str]]:
+    """Stream ListObjectsV2 pages as (records, last key): memory stays flat."""
+    kwargs: dict[str, Any] = {"Bucket": source.bucket, "Prefix": source.prefix}
+    if start_after:
+        kwargs["StartAfter"] = start_after
+    page = 0
+    while True:
+        response = client.list_objects_v2(**kwargs, MaxKeys=page_size(page))
+        contents = response.get("Contents", [])
+        if contents:
+            records = [s3_record(settings, source.bucket, obj) for obj in contents]
+            yield records, contents[-1]["Key"]
+        if not response.get("IsTruncated"):
+            return
+        kwargs.pop("StartAfter", None)
+        kwargs["ContinuationToken"] = response["NextContinuationToken"]
+        page += 1
+
+
+def list_folder_pages(
+    settings: Settings, source: ParsedSource
+) -> Iterator[tuple[list[SourceRecord], str]]:
+    """Walk a folder recursively in a stable order, a page of files at a time."""
+    page: list[SourceRecord] = []
+    pages = 0
+    for root, dirs, files in os.walk(source.prefix):
+        dirs.sort()
+        for name in sorted(files):
+            record = file_record(settings, Path(root) / name)
+            if record is None:
+                continue
+            page.append(record)
+            if len(page) >= page_size(pages):
+                yield page, page[-1].key
+                page = []
+                pages += 1
+    if page:
+        yield page, page[-1].key
 
 
 class ListingFailed(Exception):

@@ -10,14 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
-
-from db.items import WorkItem, pending_items
-from db.models import ItemStatus, Scan, ScanItem, ScanStatus, utcnow
+from db.items import WorkItem, stale_pending_items
+from db.models import utcnow
+from db.scans import stale_listings
 from db.session import session_scope
 from modscan.settings import Settings
-from workers.listing import Dispatch, chunked
-from workers.scans import LIST_TASK, send_task
+from workers.dispatch import Dispatch, chunked, enqueue_listing
 
 
 @dataclass
@@ -31,22 +29,10 @@ def requeue_stale(settings: Settings, dispatch: Dispatch, *, older_than_s: float
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     stats = RequeueStats()
     with session_scope(settings.resolved_database_url) as session:
-        stale_scans = session.scalars(
-            select(Scan.id).where(
-                Scan.listing_done.is_(False),
-                Scan.kind != "stream",
-                Scan.status.in_([ScanStatus.LISTING, ScanStatus.RUNNING]),
-                Scan.updated_at < cutoff,
-            )
-        ).all()
-        stale_ids = session.scalars(
-            select(ScanItem.id).where(
-                ScanItem.status == ItemStatus.PENDING, ScanItem.updated_at < cutoff
-            )
-        ).all()
-        items: list[WorkItem] = pending_items(session, item_ids=stale_ids) if stale_ids else []
+        stale_scans = stale_listings(session, untouched_since=cutoff)
+        items = stale_pending_items(session, untouched_since=cutoff)
     for scan_id in stale_scans:
-        send_task(settings.broker_url, LIST_TASK, {"scan_id": scan_id})
+        enqueue_listing(settings.broker_url, scan_id)
         stats.scans += 1
     by_scan: dict[int, list[WorkItem]] = {}
     for item in items:

@@ -10,18 +10,18 @@ from celery.signals import worker_ready
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from modscan.settings import get_settings
-from workers.celery_app import INFERENCE_QUEUE, app
+from workers.celery_app import CLASSIFY_TASK, INFERENCE_QUEUE, LIST_TASK, app
 from workers.classify import classify_items
 from workers.context import get_context
+from workers.dispatch import Enqueuer
 from workers.fetch import TransientFetchError
 from workers.listing import run_listing
-from workers.scans import Enqueuer
 
 log = logging.getLogger(__name__)
 
 
 @app.task(
-    name="modscan.list_source",
+    name=LIST_TASK,
     bind=True,
     acks_late=True,
     ignore_result=True,
@@ -36,7 +36,7 @@ def list_source(self: Task, scan_id: int) -> None:
     run_listing(settings, scan_id, Enqueuer(settings))
 
 
-@app.task(name="modscan.classify", bind=True, acks_late=True, ignore_result=True)
+@app.task(name=CLASSIFY_TASK, bind=True, acks_late=True, ignore_result=True)
 def classify(self: Task, scan_id: int, items: list[dict[str, Any]]) -> None:
     settings = get_settings()
     backoff = min(2 ** (self.request.retries or 0), 60)

@@ -53,7 +53,7 @@ def s3(settings: Settings) -> Any:
 
 
 def test_prefix_scan_through_worker(stack: Settings) -> None:
-    from workers.scans import start_scan
+    from workers.dispatch import start_scan
 
     url = stack.resolved_database_url
     contents = fill_bucket(s3(stack), "central")
@@ -73,8 +73,8 @@ def test_prefix_scan_through_worker(stack: Settings) -> None:
 def test_sqs_events_delivered_twice(stack: Settings) -> None:
     from db.models import Scan
     from db.session import session_scope
-    from workers.ingest import consume_sqs
-    from workers.scans import Enqueuer
+    from workers.dispatch import Enqueuer
+    from workers.ingest.sqs import consume_sqs
 
     url = stack.resolved_database_url
     client = s3(stack)

@@ -130,7 +130,7 @@ def test_cli_refuses_unmigrated_database(pg_url: str, tmp_path: Path) -> None:
 def test_sqs_ingest_embedded(sqlite_url: str, moto_endpoint: str, small_model: Path) -> None:
     """Own-format messages, each delivered twice, scored in-process into SQLite."""
     from workers.context import WorkerContext
-    from workers.ingest import consume_sqs
+    from workers.ingest.sqs import consume_sqs
 
     settings = make_settings(sqlite_url, moto_endpoint, small_model)
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")

@@ -221,7 +221,7 @@ def wait_until_unacked_visible(broker: str, visibility_timeout: float) -> int:
 def test_kill_9_mid_batch_then_another_worker_finishes_exactly_once(
     pg_url: str, broker_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
-    from workers.scans import start_scan
+    from workers.dispatch import start_scan
 
     env = worker_env(
         pg_url,
@@ -318,7 +318,7 @@ class TestS3Faults:
     def test_slowdown_twice_succeeds_and_always_slowdown_dead_letters(
         self, stack: ProxiedStack
     ) -> None:
-        from workers.scans import start_scan
+        from workers.dispatch import start_scan
 
         s3 = s3_client(stack.moto)
         bucket, prefix = "throttled", "in/"
@@ -356,8 +356,8 @@ class TestS3Faults:
     def test_object_deleted_after_listing_or_after_its_event_is_source_missing(
         self, stack: ProxiedStack
     ) -> None:
-        from workers.ingest import consume_sqs
-        from workers.scans import Enqueuer, start_scan
+        from workers.dispatch import Enqueuer, start_scan
+        from workers.ingest.sqs import consume_sqs
 
         s3 = s3_client(stack.moto)
         bucket, prefix = "vanishing", "in/"
@@ -470,7 +470,7 @@ def scan_items_locked(url: str) -> Iterator[Callable[[], int]]:
 def test_pg_terminate_backend_during_writes_leaves_one_row_per_object(
     pg_url: str, broker_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
-    from workers.scans import start_scan
+    from workers.dispatch import start_scan
 
     env = worker_env(
         pg_url,
@@ -500,7 +500,7 @@ def test_pg_terminate_backend_during_writes_leaves_one_row_per_object(
 def test_pg_terminate_backend_during_listing_still_lists_everything(
     pg_url: str, broker_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
-    from workers.scans import start_scan
+    from workers.dispatch import start_scan
 
     env = worker_env(pg_url, broker_url, moto_endpoint, small_model)
     settings = Settings(database_url=pg_url, broker_url=broker_url)
@@ -520,7 +520,7 @@ def test_pg_terminate_backend_during_listing_still_lists_everything(
 def test_sigterm_mid_batch_finishes_in_flight_work_and_loses_nothing(
     pg_url: str, broker_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
-    from workers.scans import start_scan
+    from workers.dispatch import start_scan
 
     # The default visibility timeout (an hour): nothing may depend on redelivery by timeout.
     env = worker_env(

@@ -34,7 +34,7 @@ from modscan.settings import Settings
 from tests.support.images import jpeg_bytes
 from tests.support.services import ROOT
 from workers.celery_app import INFERENCE_QUEUE
-from workers.events import InvalidMessage, parse_message
+from workers.ingest.messages import InvalidMessage, parse_message
 
 pytestmark = pytest.mark.integration
 
@@ -430,7 +430,7 @@ class Recorder:
 
 
 def consume(settings: Settings, redis_url: str, recorder: Recorder, **kwargs: Any) -> Any:
-    from workers.ingest_redis import consume_redis_list
+    from workers.ingest.redis_list import consume_redis_list
 
     return consume_redis_list(settings, redis_url, KEY, recorder, idle_timeout_s=0.3, **kwargs)
 
@@ -472,7 +472,7 @@ def test_redis_invalid_element_is_kept_aside(
     broker.rpush(KEY, minio_access_element(good[0]), *bad, minio_access_element(good[1]))
     recorder = Recorder()
 
-    with caplog.at_level(logging.ERROR, logger="workers.ingest_redis"):
+    with caplog.at_level(logging.ERROR, logger="workers.ingest.redis_list"):
         stats = consume(settings, redis_url, recorder)
 
     assert (stats.messages, stats.dispatched, stats.invalid) == (4, 2, 2)
@@ -505,7 +505,7 @@ def test_redis_elements_left_in_processing_are_handled_first(
 
 
 def test_redis_restore_keeps_the_order(redis_url: str, broker: redis.Redis) -> None:
-    from workers.ingest_redis import RedisLists, restore_processing
+    from workers.ingest.redis_list import RedisLists, restore_processing
 
     broker.rpush(f"{KEY}:processing", b"a", b"b")
     broker.rpush(KEY, b"c")
@@ -516,7 +516,7 @@ def test_redis_restore_keeps_the_order(redis_url: str, broker: redis.Redis) -> N
 
 
 def test_redis_stream_scan_source_leaves_out_the_password() -> None:
-    from workers.ingest_redis import stream_source
+    from workers.ingest.redis_list import stream_source
 
     assert stream_source("redis://:hunter2@redis-host:6380/2", KEY) == (
         f"redis://redis-host:6380/2#{KEY}"

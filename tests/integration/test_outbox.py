@@ -363,8 +363,8 @@ def test_celery_task_and_cli_relay(
 
     from modscan.cli import main
     from modscan.settings import get_settings
-    from workers.celery_app import NOTIFICATIONS_QUEUE, app
-    from workers.outbound.tasks import RELAY_TASK, relay_outbox
+    from workers.celery_app import NOTIFICATIONS_QUEUE, RELAY_TASK, app
+    from workers.outbound.tasks import relay_outbox
 
     for key, value in targets.env.items():
         monkeypatch.setenv(key, value)

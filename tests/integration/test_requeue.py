@@ -18,9 +18,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_lost_queue_is_recovered(
     pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
+    from workers.dispatch import Enqueuer, start_scan
     from workers.listing import run_listing
     from workers.requeue import requeue_stale
-    from workers.scans import Enqueuer, start_scan
 
     settings = Settings(
         database_url=pg_url,

@@ -1,4 +1,4 @@
-"""Tests for workers.events: every queue message shape normalized to SourceRefs.
+"""Tests for workers.ingest.messages: every queue message shape normalized to SourceRefs.
 
 Fixtures copy the structure of real payloads: the AWS "Event message structure" and
 "EventBridge event message structure" pages of the S3 user guide, an SNS-to-SQS notification
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from workers.events import InvalidMessage, SourceRef, parse_message, source_identity
+from workers.ingest.messages import InvalidMessage, SourceRef, parse_message, source_identity
 
 # --- fixtures ----------------------------------------------------------------------------------
 

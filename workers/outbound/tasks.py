@@ -7,12 +7,11 @@ from __future__ import annotations
 import logging
 
 from modscan.settings import get_settings
-from workers.celery_app import app
+from workers.celery_app import RELAY_TASK, app
 from workers.outbound.relay import run_relay
 
 log = logging.getLogger(__name__)
 
-RELAY_TASK = "modscan.outbox.relay"
 # Well below the beat interval's multiples and the broker's visibility timeout.
 TASK_BUDGET_S = 50.0
 

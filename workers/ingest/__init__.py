@@ -1,0 +1,1 @@
+"""Queue ingest: normalising notification messages and registering the objects they name."""

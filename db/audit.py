@@ -13,13 +13,13 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from db.models import AuditEvent, utcnow
+from db.models import AuditEvent, as_utc, utcnow
 
 GENESIS = "0" * 64
 _ADVISORY_LOCK = 0x6D6F_6473_6361_6E  # "modscan": one lock for the audit chain
@@ -51,9 +51,7 @@ def canonical_json(value: Any) -> str:
 
 
 def _timestamp(moment: datetime) -> str:
-    if moment.tzinfo is None:  # SQLite hands back naive datetimes; they were UTC
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def event_hash(

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.audit import AuditActions, append_event
-from db.models import ApiKey, Role, utcnow
+from db.models import ApiKey, Role, as_utc, utcnow
 
 PREFIX = "msk_"
 
@@ -78,15 +78,17 @@ def authenticate(session: Session, token: str) -> ApiKey | None:
     return key
 
 
-def touch(session: Session, key: ApiKey) -> None:
-    """Record use, at most once a minute per key (a write per request would be wasteful)."""
+def touch(session: Session, key: ApiKey) -> bool:
+    """Record use, at most once a minute per key (a write per request would be wasteful).
+
+    Returns whether it wrote; committing is the caller's, as everywhere in ``db``.
+    """
     now = utcnow()
-    last = key.last_used_at
-    if last is not None and last.tzinfo is None:
-        last = last.replace(tzinfo=now.tzinfo)
+    last = as_utc(key.last_used_at)
     if last is None or (now - last).total_seconds() > 60:
         session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-        session.commit()
+        return True
+    return False
 
 
 def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey]:

@@ -13,6 +13,7 @@ ending in a verdict (scored, cached, duplicate), an error with a reason, skipped
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
 
 from sqlalchemy import (
     BigInteger,
@@ -36,9 +37,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
 def as_utc(moment: datetime | None) -> datetime | None:
-    """Datetimes without an offset are taken as UTC (SQLite hands them back naive, and
-    users type them); others are converted to UTC."""
+    """The one naive-datetime rule: datetimes without an offset are taken as UTC (SQLite
+    hands them back naive, and users type them); others are converted to UTC."""
     if moment is None:
         return None
     if moment.tzinfo is None:

@@ -27,13 +27,13 @@ import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import OutboxMessage, utcnow
+from db.models import OutboxMessage, as_utc, utcnow
 from db.upsert import insert_ignore
 
 
@@ -80,9 +80,7 @@ def _json_default(value: Any) -> Any:
 
 
 def iso_timestamp(moment: datetime) -> str:
-    if moment.tzinfo is None:  # SQLite hands back naive datetimes; they were UTC
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return as_utc(moment).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def event_document(

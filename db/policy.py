@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session
 from db.audit import AuditActions, append_event
 from db.models import Action, Policy, Verdict
 
-CHECKS = ("off", "hflip", "jpeg_q75")
+# The policy's robustness checks: a variant of ``workers.classifier.variants``, or off.
+CheckName = Literal["off", "hflip", "jpeg_q75"]
+CHECKS: tuple[str, ...] = get_args(CheckName)
 SYSTEM_ACTOR = "system"
 
 
@@ -99,10 +101,6 @@ def policy_dict(policy: Policy) -> dict[str, Any]:
 
 def current_policy(session: Session) -> Policy | None:
     return session.scalar(select(Policy).order_by(Policy.version.desc()).limit(1))
-
-
-def get_policy(session: Session, version: int) -> Policy | None:
-    return session.get(Policy, version)
 
 
 def default_draft(band: tuple[float, float] | None, threshold: float) -> PolicyDraft:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.audit import AuditActions, append_event
-from db.models import Decision, Review, ReviewState, ScanItem, Source, Verdict, utcnow
+from db.models import Decision, Review, ReviewState, ScanItem, Source, Verdict, as_utc, utcnow
 from db.outbox import Topics, add_event
 from db.upsert import insert_ignore
 
@@ -57,15 +57,8 @@ class QueuePage:
     has_more: bool  # there are rows after the last item
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every time modscan stores is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 def _iso(moment: datetime | None) -> str | None:
-    aware = _aware(moment)
+    aware = as_utc(moment)
     return aware.isoformat() if aware is not None else None
 
 
@@ -282,7 +275,7 @@ def claim_next(
 
 def _live_holder(review: Review, actor: str) -> str | None:
     """Who else holds a live lease on it, if anyone."""
-    expires = _aware(review.claim_expires_at)
+    expires = as_utc(review.claim_expires_at)
     if review.claimed_by and review.claimed_by != actor and expires and expires >= utcnow():
         return review.claimed_by
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
@@ -70,6 +71,20 @@ def finish_listing(session: Session, scan_id: int) -> None:
         .values(listing_done=True, status=ScanStatus.RUNNING, updated_at=utcnow())
     )
     complete_finished_scans(session, [scan_id])
+
+
+def stale_listings(session: Session, *, untouched_since: datetime) -> list[int]:
+    """Scans still listing that nothing has written since then: a lost listing task."""
+    return list(
+        session.scalars(
+            select(Scan.id).where(
+                Scan.listing_done.is_(False),
+                Scan.kind != "stream",
+                Scan.status.in_([ScanStatus.LISTING, ScanStatus.RUNNING]),
+                Scan.updated_at < untouched_since,
+            )
+        )
+    )
 
 
 def fail_scan(session: Session, scan_id: int, error: str) -> None:

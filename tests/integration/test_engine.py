@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import func, select
 
 from db.audit import verify_chain
-from db.items import ImageFacts, ModelStamp, SourceRecord, register_sources
+from db.items import SourceRecord, register_sources
 from db.models import Action, AuditEvent, ItemStatus, OutboxMessage, Review, ScanItem, Verdict
 from db.policy import PolicyDraft, change_policy
 from db.scans import create_scan
 from db.session import session_scope
+from db.verdicts import ImageFacts, ModelStamp
 from workers.engine import BatchEngine, Prepared
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Another untrained B0 (other seed, so other scores) under its own version."""
-    from workers.model import create_untrained_artifact
+    from workers.classifier.runner import create_untrained_artifact
 
     folder = tmp_path_factory.mktemp("model2") / "untrained-b0-seed1"
     create_untrained_artifact(folder, backbone="EfficientNetB0", input_size=32, seed=1)

@@ -9,10 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.schemas import Timestamp
 from db.audit import event_as_dict
 from db.models import ApiKey, AuditEvent, Policy
-from db.policy import DryRun
+from db.policy import CheckName, DryRun
 
 RoleName = Literal["submitter", "reviewer", "auditor", "admin"]
-CheckName = Literal["off", "hflip", "jpeg_q75"]
 
 
 class PolicyIn(BaseModel):

@@ -109,7 +109,8 @@ def get_principal(request: Request, session: SessionDep, settings: SettingsDep) 
             f"more than {settings.api_rate_limit_per_minute} requests a minute for this key",
             headers={"Retry-After": str(retry_after)},
         )
-    touch(session, key)
+    if touch(session, key):
+        session.commit()  # the request's session: a route that only reads keeps this write
     return Principal(key_id=key.key_id, role=key.role, name=key.name)
 
 

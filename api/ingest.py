@@ -1,6 +1,6 @@
 """What the ingest webhooks do: check the shared token, then register and enqueue the objects
-an event names. Bodies are parsed by ``workers.events.parse_message``, the same function the
-SQS and Redis consumers use.
+an event names. Bodies are parsed by ``workers.ingest.messages.parse_message``, the same
+function the SQS and Redis consumers use.
 
 ``workers`` modules are imported inside the functions, so the API starts without them.
 """
@@ -12,6 +12,7 @@ import logging
 
 from pydantic import BaseModel, Field
 
+from api.enqueue import enqueue_refs
 from api.errors import ApiError
 from modscan.settings import Settings
 
@@ -60,19 +61,10 @@ def check_ingest_token(settings: Settings, authorization: str | None) -> None:
         )
 
 
-def _broker_unavailable(reason: str) -> ApiError:
-    return ApiError(
-        503,
-        "broker_unavailable",
-        f"the event was not queued because the task broker is unavailable ({reason}); retry later",
-        headers={"Retry-After": "30"},
-    )
-
-
 def ingest_event(settings: Settings, body: bytes, source: str) -> IngestOut:
     """Register the objects one event body names under the ``source`` stream scan, and
     enqueue the new ones. A body that is no known event is a 400; nothing is written."""
-    from workers.events import InvalidMessage, parse_message
+    from workers.ingest.messages import InvalidMessage, parse_message
 
     try:
         refs = parse_message(body)
@@ -84,20 +76,5 @@ def ingest_event(settings: Settings, body: bytes, source: str) -> IngestOut:
             body.decode("utf-8", errors="replace"),
         )
         raise ApiError(400, "invalid_message", str(exc)) from exc
-    if not settings.broker_url:
-        raise _broker_unavailable("no broker configured: MODSCAN_BROKER_URL is unset")
-
-    from db.scans import get_or_create_stream_scan
-    from db.session import session_scope
-    from workers.ingest import ingest_refs
-    from workers.scans import BrokerUnavailable, Enqueuer
-
-    with session_scope(settings.resolved_database_url) as session:
-        stream_scan_id = get_or_create_stream_scan(session, source).id
-    try:
-        new = ingest_refs(
-            settings, refs, stream_scan_id=stream_scan_id, dispatch=Enqueuer(settings)
-        )
-    except BrokerUnavailable as exc:
-        raise _broker_unavailable((str(exc) or type(exc).__name__).rstrip(". ")) from exc
+    new = enqueue_refs(settings, refs, stream_source=source)
     return IngestOut(accepted=len(refs), new=new)

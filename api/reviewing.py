@@ -106,7 +106,7 @@ def review_image(
     ]
     session.close()  # no connection held while the object store answers
 
-    from workers.decode import ImageError
+    from workers.classifier.decode import ImageError
     from workers.fetch import SourceMissing, TransientFetchError
 
     fetcher = _fetcher(request, settings)

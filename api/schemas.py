@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from db.browse import ImageHistory
-from db.models import Scan, Verdict
+from db.models import Scan, Verdict, as_utc
 from db.scans import ScanCounts
 
 LabelName = Literal["ai", "real"]
 
 
-def _as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time modscan stores is UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
+Timestamp = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class ErrorDetail(BaseModel):

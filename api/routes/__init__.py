@@ -1,1 +1,1 @@
-"""HTTP routes, one module per resource; each stays thin over ``db`` and ``api.services``."""
+"""HTTP routes, one module per resource; each stays thin over ``db`` and the ``api`` helpers."""

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 
 from api.admin_schemas import AuditEventOut, AuditPageOut, ChainOut
 from api.deps import Auditor, SessionDep, SettingsDep
+from api.pagination import DEFAULT_PAGE_SIZE, decode_cursor, encode_cursor, page_size
 from api.schemas import ErrorOut
-from api.services import check_page_size, decode_cursor, encode_cursor
 from db.audit import AuditFilter, list_events, verify_chain
 from db.models import as_utc
 
@@ -33,10 +33,10 @@ def read_audit(
     action: Annotated[str | None, Query(max_length=32)] = None,
     since: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
-    limit: Annotated[int, Query(ge=1)] = 100,
+    limit: Annotated[int, Query(ge=1)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> AuditPageOut:
-    check_page_size(limit, settings.api_max_page_size)
+    limit = page_size(settings, limit)
     where = AuditFilter(
         subject_type=subject_type,
         subject_id=subject_id,

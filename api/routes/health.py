@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from api.deps import SettingsDep
+from api.probes import check_broker, check_database
 from api.schemas import ErrorDetail, HealthOut
-from api.services import check_broker, check_database
 
 router = APIRouter(tags=["health"])
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import Principal, Reviewer, ReviewReader, SessionDep, SettingsDep
 from api.errors import ApiError, not_found
+from api.pagination import decode_cursor, encode_cursor, page_size
 from api.review_schemas import (
     ReviewCountsOut,
     ReviewDecisionIn,
@@ -28,9 +29,7 @@ from api.reviewing import (
     review_image,
     scores_hidden,
 )
-from api.routes.verdicts import DEFAULT_PAGE_SIZE
 from api.schemas import ErrorOut
-from api.services import decode_cursor, encode_cursor
 from db.models import ReviewState, Role, as_utc
 from db.reviews import (
     ReviewConflict,
@@ -81,12 +80,7 @@ def read_queue(
         str | None, Query(max_length=64, description="next_cursor of the previous page")
     ] = None,
 ) -> ReviewQueueOut:
-    if limit is None:
-        limit = min(DEFAULT_PAGE_SIZE, settings.api_max_page_size)
-    if limit > settings.api_max_page_size:
-        raise ApiError(
-            422, "validation_error", f"query.limit: must be at most {settings.api_max_page_size}"
-        )
+    limit = page_size(settings, limit)
     page = review_queue(
         session,
         state=state,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Response
 
 from api.deps import Reader, SessionDep, SettingsDep, Submitter
+from api.enqueue import submit_scan
 from api.errors import not_found
 from api.schemas import ErrorOut, ScanCreate, ScanOut
-from api.services import submit_scan
 from db.browse import get_scan
 from db.scans import scan_counts
 

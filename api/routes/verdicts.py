@@ -8,15 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import Reader, SessionDep, SettingsDep
-from api.errors import ApiError
+from api.pagination import DEFAULT_PAGE_SIZE, decode_cursor, encode_cursor, page_size
 from api.schemas import ErrorOut, LabelName, VerdictOut, VerdictPageOut
-from api.services import decode_cursor, encode_cursor
 from db.browse import list_verdicts
 from db.models import as_utc
 
 router = APIRouter(prefix="/verdicts", tags=["verdicts"])
-
-DEFAULT_PAGE_SIZE = 100
 
 
 @router.get(
@@ -50,12 +47,7 @@ def read_verdicts(
         str | None, Query(max_length=64, description="next_cursor of the previous page")
     ] = None,
 ) -> VerdictPageOut:
-    if limit > settings.api_max_page_size:
-        raise ApiError(
-            422,
-            "validation_error",
-            f"query.limit: must be at most {settings.api_max_page_size}",
-        )
+    limit = page_size(settings, limit)
     page = list_verdicts(
         session,
         limit=limit,

@@ -597,7 +597,7 @@ def test_healthz_reports_a_dead_database(settings: Settings) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Starting scans (needs workers.scans.start_scan and the Redis broker)
+# Starting scans (needs workers.dispatch.start_scan and the Redis broker)
 
 
 def test_post_scan_queues_the_listing(

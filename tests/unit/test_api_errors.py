@@ -9,8 +9,9 @@ from fastapi import Path
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.enqueue import s3_source as parse_s3_source
 from api.errors import ApiError
-from api.services import decode_cursor, encode_cursor, parse_s3_source
+from api.pagination import decode_cursor, encode_cursor
 from modscan.settings import Settings
 
 

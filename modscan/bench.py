@@ -169,8 +169,8 @@ def compare_bfloat16(
     settings: Settings, model_dir: Path, reference: Any, images: list[bytes], batch: int
 ) -> dict[str, float]:
     """Throughput and score drift of mixed bfloat16 against the float32 reference."""
-    from workers.decode import decode_image
-    from workers.model import ModelRunner
+    from workers.classifier.decode import decode_image
+    from workers.classifier.runner import ModelRunner
 
     size = reference.input_size
     pixels = np.stack([decode_image(data, size=size).pixels for data in images[:512]])
@@ -216,9 +216,9 @@ def run_scan_timed(settings: Settings, source: str, expected: int) -> float:
     """Queue a scan and time it to completion; returns images/s."""
     from sqlalchemy import select
 
-    from db.models import Scan
+    from db.models import Scan, as_utc
     from db.session import get_engine
-    from workers.scans import start_scan
+    from workers.dispatch import start_scan
 
     started = time.perf_counter()
     started_at = datetime.now(UTC)
@@ -235,9 +235,7 @@ def run_scan_timed(settings: Settings, source: str, expected: int) -> float:
             time.sleep(0.1)
     elapsed = time.perf_counter() - started
     if finished_at is not None:  # the worker's own completion time, not the last poll's
-        if finished_at.tzinfo is None:
-            finished_at = finished_at.replace(tzinfo=UTC)
-        elapsed = (finished_at - started_at).total_seconds()
+        elapsed = (as_utc(finished_at) - started_at).total_seconds()
     if status != "completed" or listed != expected:
         raise RuntimeError(f"bench scan {scan_id} ended {status} with {listed}/{expected}")
     return expected / elapsed

@@ -164,12 +164,6 @@ class Settings(BaseSettings):
         """Only the embedded default may be created and migrated without asking."""
         return self.database_url is None
 
-    def scans_extension(self, key: str) -> bool:
-        if "*" in self.scan_extensions:
-            return True
-        lowered = key.lower()
-        return any(lowered.endswith(ext) for ext in self.scan_extensions)
-
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -1,48 +1,18 @@
-"""Embedded-mode front end: progress bar and the end-of-scan summary."""
+"""What a scan shows at the terminal: the embedded scan's progress bar, the distributed
+scan's follow mode, the end-of-scan summary and per-image verdict lines."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 import click
 from tqdm import tqdm
 
-from db.items import WorkItem
 from db.models import Scan
 from db.scans import scan_counts, scan_model_versions, top_ai_items, verdicts_matching
 from db.session import session_scope
+from modscan.cli.common import cli_actor, load_context
 from modscan.settings import Settings
-
-if TYPE_CHECKING:  # TensorFlow-free at import: the context is built lazily
-    from workers.context import WorkerContext
-
-UNTRAINED_WARNING = (
-    "WARNING: scoring with an UNTRAINED model ({name} {version}): its scores are "
-    "meaningless. Point MODSCAN_MODEL_PATH at a trained model artifact."
-)
-
-
-def _context(settings: Settings) -> WorkerContext:
-    from workers.context import WorkerContext
-
-    ctx = WorkerContext(settings)
-    if not ctx.card.trained:
-        click.secho(
-            UNTRAINED_WARNING.format(name=ctx.card.name, version=ctx.card.version),
-            fg="yellow",
-            bold=True,
-            err=True,
-        )
-    click.echo(
-        f"loading {ctx.card.name} {ctx.card.version} ({ctx.card.backbone}, "
-        f"{ctx.card.input_size}x{ctx.card.input_size})...",
-        err=True,
-    )
-    ctx.engine.wait_ready()
-    return ctx
 
 
 def embedded_scan(settings: Settings, source: str) -> int:
@@ -50,12 +20,10 @@ def embedded_scan(settings: Settings, source: str) -> int:
     from workers.sources import InvalidSource
 
     try:
-        from modscan.cli_support import cli_actor
-
         scan_id = create_embedded_scan(settings, source, actor=cli_actor())
     except InvalidSource as exc:
         raise click.ClickException(str(exc)) from exc
-    ctx = _context(settings)
+    ctx = load_context(settings)
     bar = tqdm(total=0, unit="img", desc=f"scan {scan_id}", file=None, dynamic_ncols=True)
 
     def progress(done: int, listed: int) -> None:
@@ -139,29 +107,6 @@ def follow_scan(settings: Settings, scan_id: int, poll_s: float = 1.0) -> None:
     finally:
         bar.close()
     print_summary(settings, scan_id, time.perf_counter() - started)
-
-
-def embedded_dispatch(
-    settings: Settings,
-) -> tuple[Callable[[int, Sequence[WorkItem]], None], Callable[[], None]]:
-    """A dispatch that classifies in this process, and a function that waits for it."""
-    from workers.classify import classify_items
-
-    ctx = _context(settings)
-    executor = ThreadPoolExecutor(settings.worker_concurrency)
-    futures: list[Future[object]] = []
-
-    def dispatch(_scan_id: int, items: Sequence[WorkItem]) -> None:
-        ids = [item.item_id for item in items]
-        futures.append(executor.submit(classify_items, ctx, ids))
-
-    def finish() -> None:
-        for future in futures:
-            future.result()
-        executor.shutdown()
-        ctx.close()
-
-    return dispatch, finish
 
 
 def print_verdicts(

@@ -1,0 +1,3 @@
+from modscan.cli import main
+
+main()

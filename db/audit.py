@@ -193,8 +193,12 @@ class AuditFilter:
     subject_id: str | None = None
     actor: str | None = None
     action: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: datetime | None = None  # inclusive; no offset means UTC
+    until: datetime | None = None  # exclusive
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "since", as_utc(self.since))
+        object.__setattr__(self, "until", as_utc(self.until))
 
 
 def list_events(

@@ -12,7 +12,6 @@ from api.deps import Auditor, SessionDep, SettingsDep
 from api.pagination import DEFAULT_PAGE_SIZE, decode_cursor, encode_cursor, page_size
 from api.schemas import ErrorOut
 from db.audit import AuditFilter, list_events, verify_chain
-from db.models import as_utc
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -42,8 +41,8 @@ def read_audit(
         subject_id=subject_id,
         actor=actor,
         action=action,
-        since=as_utc(since),
-        until=as_utc(until),
+        since=since,
+        until=until,
     )
     after = decode_cursor(cursor) if cursor is not None else None
     rows, more = list_events(session, where, limit=limit, after_id=after)

@@ -7,7 +7,6 @@ from datetime import datetime
 
 import click
 
-from db.models import as_utc
 from modscan.cli.common import load_settings, ready_database
 
 
@@ -40,8 +39,8 @@ def audit(
         subject_id=subject_id,
         actor=actor,
         action=action,
-        since=as_utc(since),
-        until=as_utc(until),
+        since=since,
+        until=until,
     )
     with session_scope(url) as session:
         for event in iter_events(session, where):

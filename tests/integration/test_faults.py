@@ -1,4 +1,4 @@
-"""Fault tests (docs: RELIABILITY.md, "Fault tests a one-machine suite can run").
+"""Fault tests (docs/reliability.md, "Fault tests a one-machine suite can run").
 
 Everything is real: `modscan worker` subprocesses (Celery, threads pool) with a small untrained
 EfficientNetB0 artifact, PostgreSQL, Redis, and moto's standalone S3/SQS server, reached over

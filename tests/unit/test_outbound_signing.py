@@ -1,5 +1,5 @@
-"""Webhook signing and verification, the README's copy of the check, and the settings that
-turn targets on."""
+"""Webhook signing and verification, the copy of the check in docs/moderation.md, and the
+settings that turn targets on."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from workers.outbound.targets import WebhookTarget
 SECRET = "whsec-test"
 BODY = b'{"data":{"verdict_id":7},"event_id":"e-1","topic":"verdict.flagged"}'
 NOW = 1_700_000_000
-README = Path(__file__).resolve().parents[2] / "README.md"
+SNIPPET_DOC = Path(__file__).resolve().parents[2] / "docs" / "moderation.md"
 
 
 def test_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
@@ -69,11 +69,11 @@ def test_non_numeric_timestamp_is_rejected() -> None:
 
 
 def _readme_verifier() -> Any:
-    text = README.read_text()
+    text = SNIPPET_DOC.read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     source = next(block for block in blocks if "def verify_modscan_signature" in block)
     namespace: dict[str, Any] = {}
-    exec(compile(source, "README.md", "exec"), namespace)
+    exec(compile(source, "docs/moderation.md", "exec"), namespace)
     return namespace["verify_modscan_signature"]
 
 

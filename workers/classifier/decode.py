@@ -1,6 +1,6 @@
 """Turn untrusted image bytes into a fixed-size RGB array, or a clear per-image error.
 
-Policy (the "Bad input" cases in ``docs/reliability.md``):
+Policy (``docs/reliability.md``, "Bad input"):
 
 * Every failure caused by the input becomes an :class:`ImageError` whose ``reason`` is one of
   :data:`REASONS`; nothing else escapes for bad data, so one bad image never crashes a worker

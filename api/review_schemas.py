@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import Timestamp
-from db.reviews import QueueEntry
+from db.review_queue import QueueEntry
 
 DecisionName = Literal["confirm_ai", "confirm_real", "escalate"]
 ReviewStateName = Literal["open", "escalated", "decided"]

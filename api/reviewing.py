@@ -22,7 +22,8 @@ from api.deps import Principal
 from api.errors import ApiError, not_found
 from db.models import Image, ReviewState, Role, Verdict
 from db.policy import current_policy
-from db.reviews import ReviewConflict, ReviewForbidden, ReviewNotFound, get_review, image_sources
+from db.review_queue import image_sources
+from db.reviews import ReviewConflict, ReviewForbidden, ReviewNotFound, get_review
 from modscan.settings import Settings
 
 MEDIA_TYPES = {

@@ -31,17 +31,8 @@ from api.reviewing import (
 )
 from api.schemas import ErrorOut
 from db.models import ReviewState, Role, as_utc
-from db.reviews import (
-    ReviewConflict,
-    ReviewForbidden,
-    ReviewNotFound,
-    claim,
-    claim_next,
-    decide,
-    queue_entry,
-    remaining,
-    review_queue,
-)
+from db.review_queue import queue_entry, remaining, review_queue
+from db.reviews import ReviewConflict, ReviewForbidden, ReviewNotFound, claim, claim_next, decide
 
 router = APIRouter(prefix="/review", tags=["review"])
 

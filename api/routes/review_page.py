@@ -23,7 +23,8 @@ from api.errors import ApiError
 from api.reviewing import claimable_states, scores_hidden
 from db.keys import authenticate
 from db.models import Role, as_utc
-from db.reviews import claim_next, queue_entry, remaining
+from db.review_queue import queue_entry, remaining
+from db.reviews import claim_next
 
 router = APIRouter(tags=["review page"], include_in_schema=False)
 

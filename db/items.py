@@ -8,10 +8,10 @@ nothing that is already final.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
-from sqlalchemy import Select, func, literal, select, update
+from sqlalchemy import Select, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import ErrorReason, ItemStatus, ScanItem, Source, utcnow
@@ -50,6 +50,7 @@ class WorkItem:
     version_id: str | None
     size: int | None
     attempts: int
+    claim_token: str | None = None  # the delivery that holds the item, if any
 
     @property
     def uri(self) -> str:
@@ -156,7 +157,7 @@ def source_ids(
     return found
 
 
-def _work_items_query() -> Select[int, int, str, str, str, str | None, int | None, int]:
+def _work_items_query() -> Select[int, int, str, str, str, str | None, int | None, int, str | None]:
     return select(
         ScanItem.id,
         ScanItem.scan_id,
@@ -166,6 +167,7 @@ def _work_items_query() -> Select[int, int, str, str, str, str | None, int | Non
         Source.version_id,
         Source.size,
         ScanItem.attempts,
+        ScanItem.claim_token,
     ).join(Source, ScanItem.source_id == Source.id)
 
 
@@ -186,33 +188,61 @@ def pending_items(
     return [WorkItem(*row) for row in session.execute(query.order_by(ScanItem.id))]
 
 
-def add_attempt(session: Session, items: Sequence[WorkItem], max_attempts: int) -> list[WorkItem]:
-    """Count one more delivery for each item; dead-letter those past max_attempts.
+def claim_items(
+    session: Session,
+    items: Sequence[WorkItem],
+    *,
+    token: str,
+    lease_s: float,
+    max_attempts: int,
+    previous: str | None = None,
+) -> list[WorkItem]:
+    """Claim items for one delivery (``token``, fresh for each run), counting it once, and
+    dead-letter those past max_attempts. Returns the items this delivery may process.
 
-    Returns the items that may still be processed. Commit before processing, so that a
-    worker killed mid-batch leaves the count behind.
+    One ``UPDATE ... RETURNING`` increments and reads the counter, so two deliveries never
+    read the same count. An item that another delivery holds, with its lease still running,
+    is left alone: a redelivered duplicate neither counts nor scores it again. A retry after
+    a transient error names the run it follows (``previous``) and takes that run's claims
+    over without counting, as long as their lease runs; once it has run out (longer than a
+    transient retry waits, shorter than the broker's visibility timeout), any delivery may
+    claim the item, and that counts: a worker killed by the item is what attempts measure.
+    Commit before processing, so a worker killed mid-batch leaves the count behind.
     """
-    alive = [item for item in items if item.attempts < max_attempts]
-    dead = [item for item in items if item.attempts >= max_attempts]
+    if not items:
+        return []
     now = utcnow()
-    if alive:
-        session.execute(
-            update(ScanItem)
-            .where(
-                ScanItem.id.in_([item.item_id for item in alive]),
-                ScanItem.status == ItemStatus.PENDING,
-            )
-            .values(attempts=ScanItem.attempts + 1, updated_at=now)
-            .execution_options(synchronize_session=False)
+    held = ScanItem.claimed_until.is_not(None) & (ScanItem.claimed_until >= now)
+    claimable = ~held
+    attempts = ScanItem.attempts + 1
+    if previous is not None:
+        taken_over = (ScanItem.claim_token == previous) & held
+        claimable = or_(claimable, taken_over)
+        attempts = case((taken_over, ScanItem.attempts), else_=ScanItem.attempts + 1)
+    rows = session.execute(
+        update(ScanItem)
+        .where(
+            ScanItem.id.in_([item.item_id for item in items]),
+            ScanItem.status == ItemStatus.PENDING,
+            claimable,
         )
+        .values(
+            attempts=attempts,
+            claim_token=token,
+            claimed_until=now + timedelta(seconds=lease_s),
+            updated_at=now,
+        )
+        .returning(ScanItem.id, ScanItem.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    counted = {item_id: attempts for item_id, attempts in rows}
+    dead = [item_id for item_id, attempts in counted.items() if attempts > max_attempts]
     if dead:
         session.execute(
             update(ScanItem)
-            .where(
-                ScanItem.id.in_([item.item_id for item in dead]),
-                ScanItem.status == ItemStatus.PENDING,
-            )
+            .where(ScanItem.id.in_(dead), ScanItem.status == ItemStatus.PENDING)
             .values(
+                attempts=max_attempts,  # the deliveries that ran; this one only gave up
                 status=ItemStatus.DEAD,
                 error_reason=ErrorReason.MAX_ATTEMPTS,
                 error_detail=func.coalesce(
@@ -224,8 +254,30 @@ def add_attempt(session: Session, items: Sequence[WorkItem], max_attempts: int) 
             )
             .execution_options(synchronize_session=False)
         )
-        complete_finished_scans(session, [item.scan_id for item in dead])
-    return alive
+        dead_set = set(dead)
+        complete_finished_scans(
+            session, sorted({item.scan_id for item in items if item.item_id in dead_set})
+        )
+    return [
+        replace(item, attempts=counted[item.item_id], claim_token=token)
+        for item in items
+        if item.item_id in counted and counted[item.item_id] <= max_attempts
+    ]
+
+
+def release_claims(session: Session, item_ids: Sequence[int], *, token: str) -> None:
+    """End a delivery's claims early (it failed unexpectedly and was retried): the next
+    delivery may claim the items at once, and counts an attempt for each."""
+    session.execute(
+        update(ScanItem)
+        .where(
+            ScanItem.id.in_(list(item_ids)),
+            ScanItem.claim_token == token,
+            ScanItem.status == ItemStatus.PENDING,
+        )
+        .values(claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def note_retry_reasons(session: Session, reasons: dict[int, str]) -> None:
@@ -239,9 +291,33 @@ def note_retry_reasons(session: Session, reasons: dict[int, str]) -> None:
         )
 
 
-def stale_pending_items(session: Session, *, untouched_since: datetime) -> list[WorkItem]:
-    """Pending items nothing has written since ``untouched_since``: work a broker may have lost."""
-    query = _work_items_query().where(
-        ScanItem.status == ItemStatus.PENDING, ScanItem.updated_at < untouched_since
+def stale_pending_items(
+    session: Session, *, untouched_since: datetime, limit: int = 10_000
+) -> list[WorkItem]:
+    """Pending items nothing has written since ``untouched_since`` and no live delivery
+    holds: work a broker may have lost. Oldest first, at most ``limit`` of them; the
+    partial index on pending items' ``updated_at`` makes this a range scan."""
+    now = utcnow()
+    query = (
+        _work_items_query()
+        .where(
+            ScanItem.status == ItemStatus.PENDING,
+            ScanItem.updated_at < untouched_since,
+            or_(ScanItem.claimed_until.is_(None), ScanItem.claimed_until < now),
+        )
+        .order_by(ScanItem.updated_at)
+        .limit(limit)
     )
-    return [WorkItem(*row) for row in session.execute(query.order_by(ScanItem.id))]
+    return [WorkItem(*row) for row in session.execute(query)]
+
+
+def touch_items(session: Session, item_ids: Sequence[int]) -> None:
+    """Mark items as just handed out again, so the next sweep leaves them alone a while."""
+    now = utcnow()
+    for start in range(0, len(item_ids), 1000):
+        session.execute(
+            update(ScanItem)
+            .where(ScanItem.id.in_(list(item_ids[start : start + 1000])))
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )

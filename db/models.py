@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -221,6 +222,9 @@ class ScanItem(Base):
     image_sha256: Mapped[str | None] = mapped_column(ForeignKey("images.sha256"), default=None)
     verdict_id: Mapped[int | None] = mapped_column(ForeignKey("verdicts.id"), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The delivery holding the item, and until when: see db.items.claim_items.
+    claim_token: Mapped[str | None] = mapped_column(String(32), default=None)
+    claimed_until: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -232,7 +236,23 @@ class ScanItem(Base):
         Index("ix_scan_items_scan_status", "scan_id", "status"),
         Index("ix_scan_items_image", "image_sha256"),
         Index("ix_scan_items_verdict", "verdict_id"),
+        Index(
+            "ix_scan_items_pending_updated",
+            "updated_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
+
+
+class Lease(Base):
+    """A named lease one process of the fleet holds until ``expires_at`` (the sweep's)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column()
 
 
 class Policy(Base):

@@ -87,6 +87,11 @@ def stale_listings(session: Session, *, untouched_since: datetime) -> list[int]:
     )
 
 
+def touch_scans(session: Session, scan_ids: list[int]) -> None:
+    if scan_ids:
+        session.execute(update(Scan).where(Scan.id.in_(scan_ids)).values(updated_at=utcnow()))
+
+
 def fail_scan(session: Session, scan_id: int, error: str) -> None:
     session.execute(
         update(Scan)

@@ -66,7 +66,7 @@ def publish_new_verdicts(
                 add_event(session, targets=outbox_targets, topic=topic, payload=asdict(v))
 
 
-def _update_items_from_values(session: Session, table: Table, params: list[dict[str, Any]]) -> None:
+def _update_items_from_values(session: Session, table: Table, params: list[dict[str, Any]]) -> int:
     """PostgreSQL: one ``UPDATE ... FROM (VALUES ...)`` for the whole batch."""
     rows = values(
         column("id", BigInteger),
@@ -82,7 +82,7 @@ def _update_items_from_values(session: Session, table: Table, params: list[dict[
             for p in params
         ]
     )
-    session.execute(
+    result = session.execute(
         update(table)
         .where(table.c.id == rows.c.id, table.c.status == ItemStatus.PENDING)
         .values(
@@ -95,6 +95,7 @@ def _update_items_from_values(session: Session, table: Table, params: list[dict[
         )
         .execution_options(synchronize_session=False)
     )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def existing_verdicts(
@@ -160,14 +161,16 @@ def record_outcomes(
     policy: PolicyRule | None = None,
     outbox_targets: Sequence[str] = (),
     actor: str = "worker",
-) -> None:
+) -> int:
     """Write one batch: images, verdicts and item statuses, in the caller's transaction.
 
     New verdicts get the policy's action; their audit events, review rows and outbox
-    events are written in the same transaction (see db.verdicts).
+    events are written in the same transaction (see db.verdicts). Returns how many of the
+    items were already final: another delivery did this work too (a batch that outlived
+    the broker's visibility timeout), and the first write stands.
     """
     if not outcomes:
-        return
+        return 0
     now = utcnow()
     images = {o.image.sha256: o.image for o in outcomes if o.image is not None}
     if images:
@@ -235,13 +238,13 @@ def record_outcomes(
         if o.image is None or o.image.sha256 in verdict_ids
     ]
     if not params:
-        return
+        return 0
     table = cast(Table, ScanItem.__table__)
     if session.get_bind().dialect.name == "postgresql":
-        _update_items_from_values(session, table, params)
+        updated = _update_items_from_values(session, table, params)
         complete_finished_scans(session, [o.scan_id for o in outcomes])
-        return
-    session.connection().execute(
+        return len(params) - updated
+    result = session.connection().execute(
         update(table)
         .where(table.c.id == bindparam("b_id"), table.c.status == ItemStatus.PENDING)
         .values(
@@ -255,3 +258,4 @@ def record_outcomes(
         params,
     )
     complete_finished_scans(session, [o.scan_id for o in outcomes])
+    return len(params) - int(result.rowcount)

@@ -70,6 +70,24 @@ class Settings(BaseSettings):
     batch_timeout_s: float = Field(
         default=600.0, description="How long a task waits for its batch to be written"
     )
+    transient_retry_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="How long work retries through a database or broker outage",
+    )
+    transient_backoff_max_s: float = Field(
+        default=30.0, gt=0, description="Cap on the backoff between transient retries"
+    )
+    sweep_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often one worker of the fleet re-enqueues lost work (0 = never)",
+    )
+    sweep_after_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="Pending work untouched this long is re-enqueued by the sweep",
+    )
 
     # Ingest rules and decoding caps.
     scan_extensions: list[str] = Field(
@@ -149,6 +167,12 @@ class Settings(BaseSettings):
         if self.outbox_redis_url:
             targets.append("redis")
         return targets
+
+    @property
+    def claim_lease_s(self) -> float:
+        """How long a delivery holds its items: past any transient retry's wait, short of
+        the visibility timeout, so a redelivery after a killed worker may claim them."""
+        return self.visibility_timeout_s * 0.8
 
     @property
     def embedded(self) -> bool:

@@ -8,12 +8,14 @@ image then reaches the dead-letter state alone instead of taking its neighbours 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from db.items import WorkItem, add_attempt, note_retry_reasons, pending_items
+from db.items import WorkItem, claim_items, note_retry_reasons, pending_items, release_claims
 from db.models import ErrorReason
 from db.session import session_scope
 from db.verdicts import ImageFacts
@@ -21,12 +23,24 @@ from workers.classifier.decode import DecodeLimits, ImageError, decode_image
 from workers.context import WorkerContext
 from workers.engine import Prepared
 from workers.fetch import SourceMissing, TransientFetchError
+from workers.transient import is_transient
 
 log = logging.getLogger(__name__)
 
 
+class RunInterrupted(Exception):
+    """A run cut short by a database or broker outage (its cause). ``claim_token`` names
+    the delivery holding the items, for the retry to take over without counting."""
+
+    def __init__(self, claim_token: str | None) -> None:
+        super().__init__("interrupted by a transient failure")
+        self.claim_token = claim_token
+
+
 @dataclass
 class ClassifyResult:
+    claim_token: str = ""  # this run's delivery token (db.items.claim_items)
+    claimed: bool = False  # whether this run's first claim committed
     retry_item_ids: list[int] = field(default_factory=list)
     last_errors: dict[int, str] = field(default_factory=dict)  # item id → transient error
 
@@ -79,26 +93,80 @@ def _run(ctx: WorkerContext, items: Sequence[WorkItem], result: ClassifyResult) 
     ctx.engine.submit(prepared).result(timeout=ctx.settings.batch_timeout_s)
 
 
-def classify_items(ctx: WorkerContext, item_ids: Sequence[int]) -> ClassifyResult:
-    """Process the still-pending items among item_ids; return those to retry later."""
-    result = ClassifyResult()
+def _suspect(item: WorkItem, previous: str | None) -> bool:
+    """Delivered before, and not by the run this one retries: it may be what killed it."""
+    return item.attempts > 0 and (previous is None or item.claim_token != previous)
+
+
+def classify_items(
+    ctx: WorkerContext, item_ids: Sequence[int], *, previous: str | None = None
+) -> ClassifyResult:
+    """Process the still-pending items among item_ids; return those to retry later.
+
+    ``previous`` names the run this one retries after a transient failure: its claims
+    are taken over without counting another attempt (see ``db.items.claim_items``).
+    ``ClassifyResult.claim_token`` is this run's, for the next retry to name.
+    """
+    token = uuid.uuid4().hex
+    result = ClassifyResult(claim_token=token)
+    try:
+        _classify(ctx, item_ids, previous, result)
+    except Exception as exc:
+        # The claims this run holds: its own once the first claim committed, else the
+        # previous run's still (nothing of this run reached the database).
+        holder = token if result.claimed else previous
+        if is_transient(exc):
+            raise RunInterrupted(holder) from exc
+        if holder is not None:
+            _release(ctx, item_ids, holder)
+        raise
+    return result
+
+
+def _release(ctx: WorkerContext, item_ids: Sequence[int], token: str) -> None:
+    """After an unexpected error, let the next delivery claim (and count) the items now."""
+    try:
+        with session_scope(ctx.database_url) as session:
+            release_claims(session, item_ids, token=token)
+    except Exception:
+        log.exception("could not release the claims of %d items", len(item_ids))
+
+
+def _classify(
+    ctx: WorkerContext, item_ids: Sequence[int], previous: str | None, result: ClassifyResult
+) -> None:
     url = ctx.database_url
-    max_attempts = ctx.settings.max_attempts
+    claim = functools.partial(
+        claim_items,
+        token=result.claim_token,
+        lease_s=ctx.settings.claim_lease_s,
+        max_attempts=ctx.settings.max_attempts,
+        previous=previous,
+    )
     with session_scope(url) as session:
         items = pending_items(session, item_ids=item_ids)
-        fresh = add_attempt(session, [i for i in items if i.attempts == 0], max_attempts)
-    suspects = [i for i in items if i.attempts > 0]
+        fresh = claim(session, [i for i in items if not _suspect(i, previous)])
+    result.claimed = True
+    suspects = [i for i in items if _suspect(i, previous)]
     if fresh:
         _run(ctx, fresh, result)
     for item in suspects:
         with session_scope(url) as session:
-            alive = add_attempt(session, [item], max_attempts)
+            alive = claim(session, [item])
         if alive:
             _run(ctx, alive, result)
-    # Safety net: anything the batch could not finalise goes back for another try,
-    # with the reason kept on the item so a later dead-letter row still says why.
+    # Safety net: anything the batch could not finalise (a transient fetch error, a batch
+    # that did not finish) goes back for another try, with the reason kept on the item so a
+    # later dead-letter row still says why. Items another live delivery holds are its own.
+    # Their claims end here, so the next delivery claims them at once, and counts it: a
+    # fetch that keeps failing (an object S3 always throttles) is about the item, and
+    # dead-letters after max_attempts. Outages of the database or broker never get here.
     with session_scope(url) as session:
         note_retry_reasons(session, result.last_errors)
-        leftover = {i.item_id for i in pending_items(session, item_ids=item_ids)}
+        leftover = {
+            i.item_id
+            for i in pending_items(session, item_ids=item_ids)
+            if i.claim_token == result.claim_token
+        }
+        release_claims(session, sorted(leftover), token=result.claim_token)
     result.retry_item_ids = sorted(leftover | set(result.retry_item_ids))
-    return result

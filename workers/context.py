@@ -38,6 +38,7 @@ class WorkerContext:
             max_batch=settings.max_batch,
             max_wait_ms=settings.max_wait_ms,
             outbox_targets=settings.outbox_targets,
+            transient_retry_s=settings.transient_retry_s,
         )
 
     @property

@@ -26,6 +26,7 @@ from db.policy import PolicyRule, policy_in_force
 from db.session import session_scope
 from db.verdicts import ImageFacts, ModelStamp, Outcome, existing_verdicts, record_outcomes
 from workers.classifier.variants import VARIANTS
+from workers.transient import OUTAGE, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +76,15 @@ class BatchStats:
     largest_batch: int = 0
     first_batch_at: float = 0.0
     last_batch_at: float = 0.0
+    redone: int = 0  # items another delivery had already finished: work done twice
 
     def summary(self) -> str:
         span = self.last_batch_at - self.first_batch_at
         busy = self.model_seconds / span if span > 0 else 0.0
         return (
             f"{self.batches} batches, {self.images} images, {self.scored} scored, "
-            f"largest {self.largest_batch}, model busy {busy:.0%} of {span:.1f}s"
+            f"largest {self.largest_batch}, model busy {busy:.0%} of {span:.1f}s, "
+            f"{self.redone} redone"
         )
 
 
@@ -108,7 +111,9 @@ class BatchEngine:
         remember: int = 200_000,
         outbox_targets: Sequence[str] = (),
         policy_ttl_s: float = 5.0,
+        transient_retry_s: float = 900.0,
     ) -> None:
+        self.transient_retry_s = transient_retry_s
         self.database_url = database_url
         self._scorer_factory = scorer_factory
         self._stamp = stamp
@@ -339,7 +344,7 @@ class BatchEngine:
             outcomes, stamp, batch = entry.outcomes, entry.stamp, entry.batch
             try:
                 with session_scope(self.database_url) as session:
-                    record_outcomes(
+                    redone = record_outcomes(
                         session,
                         outcomes,
                         stamp,
@@ -347,7 +352,10 @@ class BatchEngine:
                         outbox_targets=self.outbox_targets,
                     )
             except Exception as exc:
-                log.exception("writing a batch of %d outcomes failed", len(outcomes))
+                if is_transient(exc):  # said once per outage, not once per batch
+                    OUTAGE.failed(exc, retry_s=self.transient_retry_s)
+                else:
+                    log.exception("writing a batch of %d outcomes failed", len(outcomes))
                 # The scores are lost with the transaction: forget them, so a retry rescores.
                 for outcome in outcomes:
                     if outcome.image is not None:
@@ -355,6 +363,15 @@ class BatchEngine:
                 for _, ticket in batch:
                     ticket.fail(exc)
                 continue
+            OUTAGE.succeeded()
+            if redone:
+                self.stats.redone += redone
+                log.warning(
+                    "%d of %d items were already finished by another delivery: work done "
+                    "twice (a batch outlived the visibility timeout?); the first write stands",
+                    redone,
+                    len(outcomes),
+                )
             counts: dict[int, int] = {}
             tickets: dict[int, _Ticket] = {}
             for _, ticket in batch:

@@ -17,12 +17,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
 from db.outbox import ClaimedMessage, claim_due, mark_delivered, mark_failed, release
 from db.session import session_scope
 from modscan.settings import Settings
 from workers.outbound.targets import DeliveryError, Target, build_targets
+from workers.transient import OUTAGE, backoff_s, is_transient
 
 __all__ = ["OutboxNotConfigured", "RelayStats", "relay_once", "run_relay"]
 
@@ -145,7 +144,8 @@ def run_relay(
     ``until_idle``) a round leaves nothing due. Idle rounds wait ``poll_s`` seconds
     (default: the setting); a full batch goes straight on to the next round.
 
-    Database outages are logged and waited out (with ``until_idle`` they are raised).
+    Database outages are waited out with backoff, logged when they start and end (with
+    ``until_idle`` they are raised).
     """
     poll = settings.outbox_poll_s if poll_s is None else poll_s
     stop = stop or threading.Event()
@@ -159,14 +159,14 @@ def run_relay(
         while not stop.is_set() and (ends is None or time.monotonic() < ends):
             try:
                 stats = relay_once(settings, limit=limit, targets=targets)
-            except (OperationalError, InterfaceError) as exc:
-                if until_idle:
+            except Exception as exc:
+                if until_idle or not is_transient(exc):
                     raise
-                outage = min(outage + 1, 10)
-                wait = min(poll * 2**outage, 60.0)
-                log.warning("outbox relay: database unavailable (%s); waiting %.0fs", exc, wait)
-                stop.wait(wait)
+                OUTAGE.failed(exc, retry_s=float("inf"))
+                stop.wait(backoff_s(outage, cap_s=settings.transient_backoff_max_s))
+                outage = min(outage + 1, 16)
                 continue
+            OUTAGE.succeeded()
             outage = 0
             total.add(stats)
             busy = stats.claimed >= limit and stats.released == 0

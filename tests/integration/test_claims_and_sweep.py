@@ -199,3 +199,60 @@ def test_a_sqlite_file_locked_by_another_process_is_transient(tmp_path: Path) ->
         locker.close()
         engine.dispose()
         get_engine.cache_clear()
+
+
+def test_embedded_work_waits_out_a_sqlite_lock_held_by_another_process(tmp_path: Path) -> None:
+    """call_retrying (the embedded scan's listing and scan creation) backs off while another
+    process holds the file's write lock, then succeeds; without the lock it never waits."""
+    import subprocess
+    import sys
+    import time
+
+    from workers.transient import call_retrying
+
+    path = tmp_path / "embedded.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (id int)").connection.commit()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            f"c = sqlite3.connect({str(path)!r}); c.execute('BEGIN EXCLUSIVE')\n"
+            "print('locked', flush=True); time.sleep(3); c.rollback()",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
+    calls = 0
+
+    def write() -> int:
+        nonlocal calls
+        calls += 1
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+        return calls
+
+    settings = Settings(transient_retry_s=60, transient_backoff_max_s=1)
+    started = time.monotonic()
+    try:
+        assert call_retrying(write, settings, what="a locked write") > 1
+        assert time.monotonic() - started >= 2  # it waited for the other process
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE u (id int PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO u VALUES (1)"))
+        tries = 0
+
+        def duplicate() -> None:
+            nonlocal tries
+            tries += 1
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO u VALUES (1)"))
+
+        with pytest.raises(IntegrityError):  # about the row, not the database: no retry
+            call_retrying(duplicate, settings, what="a duplicate row")
+        assert tries == 1
+    finally:
+        holder.wait(timeout=10)
+        engine.dispose()

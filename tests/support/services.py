@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,26 +16,24 @@ from pathlib import Path
 
 import psycopg
 
+from modscan.local_s3 import free_port, moto_server, wait_for_port
+
 PG_ADMIN_DSN = os.environ.get("MODSCAN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+__all__ = [
+    "PG_ADMIN_DSN",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "ROOT",
+    "WorkerProcess",
+    "free_port",
+    "moto_server",
+    "postgres_database",
+    "wait_for_port",
+]
 
 
 @contextmanager
@@ -55,23 +52,6 @@ def postgres_database(prefix: str = "modscan_test") -> Iterator[str]:
             cached.cache_clear()
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's standalone S3/SQS server on a free port, as a separate process."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 class WorkerProcess:

@@ -32,6 +32,29 @@ def moto_endpoint() -> Iterator[str]:
         yield endpoint
 
 
+# -- order ----------------------------------------------------------------------------------
+
+DEFAULT_SLOW_SECONDS = 10.0
+
+
+def _cost(item: pytest.Item) -> float:
+    """A rough cost in seconds: `slow(seconds=N)`, a bare `slow`, or next to nothing."""
+    marker = item.get_closest_marker("slow")
+    if marker is None:
+        return 0.0
+    return float(marker.kwargs.get("seconds", DEFAULT_SLOW_SECONDS))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest tests first, the rest in their usual order.
+
+    Under pytest-xdist (`make test`) workers take tests in this order, so the few long tests
+    start at once, side by side, and the many short ones fill in around them: the run ends
+    when the longest one does, not a long test started last. Every worker sorts alike.
+    """
+    items.sort(key=lambda item: -_cost(item))  # stable: ties keep the collection order
+
+
 # -- databases ------------------------------------------------------------------------------
 
 

@@ -200,6 +200,7 @@ def wait_until_unacked_visible(broker: str, visibility_timeout: float) -> int:
 # -- 1/2: kill -9 the worker mid-batch ----------------------------------------------------
 
 
+@pytest.mark.slow(seconds=75)
 def test_kill_9_mid_batch_then_another_worker_finishes_exactly_once(
     pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
@@ -295,6 +296,8 @@ def stack(
             yield ProxiedStack(settings, proxy, worker, moto_endpoint, PROXIED_MAX_ATTEMPTS)
 
 
+@pytest.mark.slow(seconds=25)
+@pytest.mark.xdist_group("s3-faults")  # one proxied worker (class-scoped) for both
 class TestS3Faults:
     """S3 misbehaving under a running worker: throttling, objects that vanish."""
 
@@ -450,6 +453,7 @@ def scan_items_locked(url: str) -> Iterator[Callable[[], int]]:
             locker.rollback()
 
 
+@pytest.mark.slow(seconds=50)
 def test_pg_terminate_backend_during_writes_leaves_one_row_per_object(
     pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
@@ -480,6 +484,7 @@ def test_pg_terminate_backend_during_writes_leaves_one_row_per_object(
     assert_every_verdict_is_used(pg_url)
 
 
+@pytest.mark.slow(seconds=40)
 def test_pg_terminate_backend_during_listing_still_lists_everything(
     pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
@@ -500,6 +505,7 @@ def test_pg_terminate_backend_during_listing_still_lists_everything(
 # -- 3: SIGTERM mid-batch: warm shutdown, then a new worker finishes -----------------------
 
 
+@pytest.mark.slow(seconds=65)
 def test_sigterm_mid_batch_finishes_in_flight_work_and_loses_nothing(
     pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:

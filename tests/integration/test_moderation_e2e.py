@@ -86,6 +86,7 @@ def _wait_completed(stack: Stack, scan_id: int, timeout: float = 180.0) -> dict[
     raise AssertionError(f"scan {scan_id} did not finish in {timeout}s")
 
 
+@pytest.mark.slow(seconds=25)
 def test_scan_review_relay_audit_export(stack: Stack) -> None:
     from workers.outbound.relay import relay_once
 

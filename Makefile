@@ -28,8 +28,14 @@ lint: install
 unit: install
 	$(PY) -m pytest tests/unit -q
 
+# The suite in parallel (pytest-xdist, from the dev extra): each worker has its own PostgreSQL
+# databases and Redis database numbers, and the longest tests start first (tests/conftest.py).
+# loadgroup keeps tests marked xdist_group(name) on one worker. `make test PYTEST_WORKERS=0`
+# runs it in one process.
+PYTEST_WORKERS ?= 2
+
 test: lint services
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 bench: install services
 	$(VENV)/bin/modscan bench

@@ -17,7 +17,6 @@ import io
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from typing import Any
 import click
 import numpy as np
 
+from modscan.local_s3 import moto_server
 from modscan.settings import Settings
 
 PG_ADMIN = os.environ.get("MODSCAN_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -53,12 +53,6 @@ def make_images(count: int, size: int, seed: int) -> list[bytes]:
     images = [_jpeg(rng, size) for _ in range(count)]
     assert len(set(images)) == count, "bench images must be distinct"
     return images
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -89,23 +83,8 @@ def s3_endpoint(settings: Settings) -> Iterator[str]:
         return
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(name, "modscan-bench")  # moto accepts any credentials
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 def measure_ceiling(

@@ -18,16 +18,14 @@ from sqlalchemy import select
 
 from api.app import create_app
 from db.keys import issue_key, revoke_key
-from db.migrate import upgrade
 from db.models import ApiKey, Role
 from db.session import session_scope
 from modscan.settings import Settings
 from tests.support.factories import make_review_item
-from tests.support.services import postgres_database
+from tests.support.services import MigratedDatabases
 
 pytestmark = pytest.mark.integration
 
-BROKER_URL = "redis://127.0.0.1:6379/13"
 # Distinct images for the fresh review items (one seed, one image, one verdict): str hashes
 # vary per process, so they cannot pick seeds without collisions.
 _SEEDS = itertools.count(1000)
@@ -70,10 +68,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world() -> Iterator[World]:
-    with postgres_database(prefix="modscan_acl") as url:
-        upgrade(url)
-        settings = Settings(database_url=url, broker_url=BROKER_URL)
+def world(pg_databases: MigratedDatabases, redis_session_url: str) -> Iterator[World]:
+    with pg_databases.database() as url:
+        settings = Settings(database_url=url, broker_url=redis_session_url)
         with session_scope(url) as session:
             tokens = {
                 role: issue_key(session, name=f"{role} key", role=role, actor="test").token

@@ -17,15 +17,14 @@ from sqlalchemy import select
 
 from api.app import create_app
 from db.keys import issue_key
-from db.migrate import DatabaseNotMigrated, upgrade
+from db.migrate import DatabaseNotMigrated
 from db.models import Image, ItemStatus, Scan, ScanItem, ScanStatus, Source, Verdict
 from db.session import session_scope
 from modscan.settings import Settings
-from tests.support.services import postgres_database
+from tests.support.services import MigratedDatabases, postgres_database
 
 pytestmark = pytest.mark.integration
 
-BROKER_URL = "redis://127.0.0.1:6379/14"
 DEAD_BROKER_URL = "redis://127.0.0.1:1/0"
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -35,15 +34,14 @@ T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def database_url() -> Iterator[str]:
-    with postgres_database(prefix="modscan_api") as url:
-        upgrade(url)
+def database_url(pg_databases: MigratedDatabases) -> Iterator[str]:
+    with pg_databases.database() as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, broker_url=BROKER_URL)
+def settings(database_url: str, redis_session_url: str) -> Settings:
+    return Settings(database_url=database_url, broker_url=redis_session_url)
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +53,6 @@ def client(settings: Settings, database_url: str) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         test_client.headers["Authorization"] = f"Bearer {token}"
         yield test_client
-
-
-@pytest.fixture()
-def broker() -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(BROKER_URL)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -699,9 +688,9 @@ def test_openapi_describes_the_api(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
 
 
-def test_refuses_to_start_on_an_unmigrated_database() -> None:
+def test_refuses_to_start_on_an_unmigrated_database(redis_url: str) -> None:
     with postgres_database(prefix="modscan_api_unmigrated") as url:
-        app = create_app(Settings(database_url=url, broker_url=BROKER_URL))
+        app = create_app(Settings(database_url=url, broker_url=redis_url))
         with pytest.raises(DatabaseNotMigrated, match="modscan migrate"), TestClient(app):
             pass
         # Nothing was created behind the user's back.

@@ -127,6 +127,7 @@ def _cli(args: list[str], url: str) -> subprocess.CompletedProcess[str]:
     return run_cli(args, ROOT, {"MODSCAN_DATABASE_URL": url})
 
 
+@pytest.mark.slow
 def test_cli_audit_verify_and_filters(pg_url: str) -> None:
     ids = _events(pg_url, 3)
     with session_scope(pg_url) as session:
@@ -143,6 +144,7 @@ def test_cli_audit_verify_and_filters(pg_url: str) -> None:
     assert broken.returncode == 1 and f"BROKEN at event {ids[1]}" in broken.stderr
 
 
+@pytest.mark.slow
 def test_cli_keys_create_list_revoke(pg_url: str) -> None:
     created = _cli(["keys", "create", "--name", "alice", "--role", "reviewer"], pg_url)
     assert created.returncode == 0, created.stderr

@@ -24,6 +24,7 @@ from tests.support.images import jpeg_bytes
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow(seconds=20)
 def test_suspects_are_processed_alone_and_poison_is_dead_lettered(
     pg_url: str, moto_endpoint: str, small_model: Path
 ) -> None:

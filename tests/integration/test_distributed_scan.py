@@ -24,7 +24,7 @@ from tests.integration.helpers import (
 )
 from tests.support.services import WorkerProcess
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=25)]
 
 
 @pytest.fixture

@@ -51,6 +51,7 @@ def run_scan(settings: Settings, source: str) -> int:
     return scan_id
 
 
+@pytest.mark.slow(seconds=25)
 def test_prefix_scan_embedded(db_url: str, moto_endpoint: str, small_model: Path) -> None:
     settings = make_settings(db_url, moto_endpoint, small_model)
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
@@ -69,6 +70,7 @@ def test_prefix_scan_embedded(db_url: str, moto_endpoint: str, small_model: Path
     assert statuses == {"cached"}
 
 
+@pytest.mark.slow(seconds=25)
 def test_cli_folder_scan_and_export(tmp_path: Path, small_model: Path) -> None:
     """`modscan scan ./dir` with nothing configured: SQLite at ./modscan.db, a summary,
     a visible warning about the untrained model, and an export row per file."""
@@ -127,6 +129,7 @@ def test_cli_refuses_unmigrated_database(pg_url: str, tmp_path: Path) -> None:
         assert migrated.returncode == 0, migrated.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_sqs_ingest_embedded(sqlite_url: str, moto_endpoint: str, small_model: Path) -> None:
     """Own-format messages, each delivered twice, scored in-process into SQLite."""
     from workers.context import WorkerContext
@@ -168,6 +171,7 @@ def test_sqs_ingest_embedded(sqlite_url: str, moto_endpoint: str, small_model: P
     assert table_counts(sqlite_url)["verdicts"] == 6
 
 
+@pytest.mark.slow
 def test_missing_bucket_fails_the_scan_clearly(
     sqlite_url: str, moto_endpoint: str, small_model: Path
 ) -> None:

@@ -44,35 +44,17 @@ from tests.integration.helpers import (
 )
 from tests.support.faults import FaultProxy, fault_proxy
 from tests.support.images import jpeg_bytes
-from tests.support.services import REDIS_HOST, REDIS_PORT, WorkerProcess, postgres_database
+from tests.support.services import MigratedDatabases, RedisDatabases, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# Redis databases of this module's own (conftest's redis_url uses 11, test_api 14), so a
-# test run elsewhere on the same Redis neither steals these tasks nor flushes them.
-WORKER_REDIS_DB = 7
-PROXIED_REDIS_DB = 8
+# Brokers are Redis databases of this test process's own (conftest's `redis_url`, and one
+# more for the class-scoped proxied stack), so a test run elsewhere on the same Redis
+# neither steals these tasks nor flushes them.
 SHORT_VISIBILITY_S = 10
 
 
 # -- plumbing -------------------------------------------------------------------------------
-
-
-@contextmanager
-def redis_db(db: int) -> Iterator[str]:
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
-    client.flushdb()
-    try:
-        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
-    finally:
-        client.flushdb()
-        client.close()
-
-
-@pytest.fixture
-def broker_url() -> Iterator[str]:
-    with redis_db(WORKER_REDIS_DB) as url:
-        yield url
 
 
 def worker_env(
@@ -218,20 +200,21 @@ def wait_until_unacked_visible(broker: str, visibility_timeout: float) -> int:
 # -- 1/2: kill -9 the worker mid-batch ----------------------------------------------------
 
 
+@pytest.mark.slow(seconds=75)
 def test_kill_9_mid_batch_then_another_worker_finishes_exactly_once(
-    pg_url: str, broker_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
+    pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
     from workers.dispatch import start_scan
 
     env = worker_env(
         pg_url,
-        broker_url,
+        redis_url,
         moto_endpoint,
         small_model,
         MODSCAN_VISIBILITY_TIMEOUT_S=str(SHORT_VISIBILITY_S),
         **SLOW_BATCHES,
     )
-    settings = Settings(database_url=pg_url, broker_url=broker_url)
+    settings = Settings(database_url=pg_url, broker_url=redis_url)
     contents = fill_bucket(s3_client(moto_endpoint), "killed", images=12, duplicates=2)
 
     first = WorkerProcess(env, tmp_path / "worker-1.log", queues="listing,inference")
@@ -247,7 +230,7 @@ def test_kill_9_mid_batch_then_another_worker_finishes_exactly_once(
     killed_mid_batch = in_flight(frozen)
     assert killed_mid_batch, "the kill did not land while a batch was in flight"
     assert final_count(frozen) < len(frozen)
-    assert wait_until_unacked_visible(broker_url, SHORT_VISIBILITY_S) >= 1
+    assert wait_until_unacked_visible(redis_url, SHORT_VISIBILITY_S) >= 1
 
     with running_worker(env, tmp_path / "worker-2.log") as second:
         wait_for_completed_scan(pg_url, scan_id, second, timeout=90)
@@ -286,18 +269,19 @@ BOTO_REQUESTS_PER_FETCH = 5
 
 @pytest.fixture(scope="class")
 def stack(
-    moto_endpoint: str, small_model: Path, tmp_path_factory: pytest.TempPathFactory
+    moto_endpoint: str,
+    small_model: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_databases: MigratedDatabases,
+    redis_databases: RedisDatabases,
 ) -> Iterator[ProxiedStack]:
     """One worker whose S3 endpoint is a FaultProxy in front of moto, for a test class."""
-    from db.migrate import upgrade
-
     log = tmp_path_factory.mktemp("proxied") / "worker.log"
     with (
-        postgres_database() as url,
-        redis_db(PROXIED_REDIS_DB) as broker,
+        pg_databases.database() as url,
+        redis_databases.database() as broker,
         fault_proxy(moto_endpoint) as proxy,
     ):
-        upgrade(url)
         env = worker_env(
             url,
             broker,
@@ -312,6 +296,8 @@ def stack(
             yield ProxiedStack(settings, proxy, worker, moto_endpoint, PROXIED_MAX_ATTEMPTS)
 
 
+@pytest.mark.slow(seconds=25)
+@pytest.mark.xdist_group("s3-faults")  # one proxied worker (class-scoped) for both
 class TestS3Faults:
     """S3 misbehaving under a running worker: throttling, objects that vanish."""
 
@@ -467,20 +453,21 @@ def scan_items_locked(url: str) -> Iterator[Callable[[], int]]:
             locker.rollback()
 
 
+@pytest.mark.slow(seconds=50)
 def test_pg_terminate_backend_during_writes_leaves_one_row_per_object(
-    pg_url: str, broker_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
+    pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
     from workers.dispatch import start_scan
 
     env = worker_env(
         pg_url,
-        broker_url,
+        redis_url,
         moto_endpoint,
         small_model,
         MODSCAN_VISIBILITY_TIMEOUT_S=str(SHORT_VISIBILITY_S),
         **SLOW_BATCHES,
     )
-    settings = Settings(database_url=pg_url, broker_url=broker_url)
+    settings = Settings(database_url=pg_url, broker_url=redis_url)
     contents = fill_bucket(s3_client(moto_endpoint), "terminated", images=12, duplicates=2)
     with running_worker(env, tmp_path / "worker.log") as worker:
         scan_id = start_scan(settings, f"s3://terminated/{contents.prefix}")
@@ -491,47 +478,49 @@ def test_pg_terminate_backend_during_writes_leaves_one_row_per_object(
                 killed_in_transaction += terminate()
         assert killed_in_transaction >= 2, "no worker transaction was caught mid-write"
         assert_every_verdict_is_used(pg_url)  # the interrupted batches left nothing behind
-        wait_for_completed_scan(pg_url, scan_id, worker, timeout=60, broker=broker_url)
+        wait_for_completed_scan(pg_url, scan_id, worker, timeout=60, broker=redis_url)
         assert worker.process.poll() is None
     assert_scan_outcome(pg_url, scan_id, contents)
     assert_every_verdict_is_used(pg_url)
 
 
+@pytest.mark.slow(seconds=40)
 def test_pg_terminate_backend_during_listing_still_lists_everything(
-    pg_url: str, broker_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
+    pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
     from workers.dispatch import start_scan
 
-    env = worker_env(pg_url, broker_url, moto_endpoint, small_model)
-    settings = Settings(database_url=pg_url, broker_url=broker_url)
+    env = worker_env(pg_url, redis_url, moto_endpoint, small_model)
+    settings = Settings(database_url=pg_url, broker_url=redis_url)
     contents = fill_bucket(s3_client(moto_endpoint), "relisted", images=6, duplicates=1)
     with running_worker(env, tmp_path / "worker.log") as worker:
         with scan_items_locked(pg_url) as terminate:
             scan_id = start_scan(settings, f"s3://relisted/{contents.prefix}")
             # The listing registers its first page and blocks on the lock: terminate it.
             assert terminate() >= 1, "the listing was not caught mid-transaction"
-        wait_for_completed_scan(pg_url, scan_id, worker, timeout=60, broker=broker_url)
+        wait_for_completed_scan(pg_url, scan_id, worker, timeout=60, broker=redis_url)
     assert_scan_outcome(pg_url, scan_id, contents)
 
 
 # -- 3: SIGTERM mid-batch: warm shutdown, then a new worker finishes -----------------------
 
 
+@pytest.mark.slow(seconds=65)
 def test_sigterm_mid_batch_finishes_in_flight_work_and_loses_nothing(
-    pg_url: str, broker_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
+    pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
     from workers.dispatch import start_scan
 
     # The default visibility timeout (an hour): nothing may depend on redelivery by timeout.
     env = worker_env(
         pg_url,
-        broker_url,
+        redis_url,
         moto_endpoint,
         small_model,
         MODSCAN_WORKER_CONCURRENCY="2",
         **SLOW_BATCHES,
     )
-    settings = Settings(database_url=pg_url, broker_url=broker_url)
+    settings = Settings(database_url=pg_url, broker_url=redis_url)
     contents = fill_bucket(s3_client(moto_endpoint), "stopped", images=14, duplicates=2)
 
     first = WorkerProcess(env, tmp_path / "worker-1.log", queues="listing,inference")

@@ -172,13 +172,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield test_client
 
 
-@pytest.fixture
-def broker(redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    yield connection
-    connection.close()
-
-
 def classify_tasks(broker: redis.Redis) -> list[dict[str, Any]]:
     """The kwargs of every classify task waiting in the inference queue (kombu's format)."""
     tasks = []

@@ -25,11 +25,9 @@ from db.policy import PolicyDraft, change_policy
 from db.session import session_scope
 from modscan.settings import Settings
 from tests.integration.helpers import fill_bucket, worker_env
-from tests.support.services import REDIS_HOST, REDIS_PORT, WorkerProcess
+from tests.support.services import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-EVENTS_REDIS = f"redis://{REDIS_HOST}:{REDIS_PORT}/12"  # no fixture flushes this one
 
 
 @dataclass
@@ -50,7 +48,7 @@ def stack(
     stream = f"modscan:e2e:{uuid.uuid4().hex}"
     env = {
         **worker_env(pg_url, redis_url, moto_endpoint, small_model),
-        "MODSCAN_OUTBOX_REDIS_URL": EVENTS_REDIS,
+        "MODSCAN_OUTBOX_REDIS_URL": redis_url,  # the broker's database: a stream of its own
         "MODSCAN_OUTBOX_REDIS_STREAM": stream,
     }
     settings = Settings(
@@ -58,7 +56,7 @@ def stack(
         broker_url=redis_url,
         s3_endpoint_url=moto_endpoint,
         model_path=small_model,
-        outbox_redis_url=EVENTS_REDIS,
+        outbox_redis_url=redis_url,
         outbox_redis_stream=stream,
     )
     with session_scope(pg_url) as session:
@@ -75,7 +73,7 @@ def stack(
             yield Stack(settings, client, tokens, stream)
     finally:
         worker.stop()
-        redis.Redis.from_url(EVENTS_REDIS).delete(stream)
+        redis.Redis.from_url(redis_url).delete(stream)
 
 
 def _wait_completed(stack: Stack, scan_id: int, timeout: float = 180.0) -> dict[str, Any]:
@@ -88,6 +86,7 @@ def _wait_completed(stack: Stack, scan_id: int, timeout: float = 180.0) -> dict[
     raise AssertionError(f"scan {scan_id} did not finish in {timeout}s")
 
 
+@pytest.mark.slow(seconds=25)
 def test_scan_review_relay_audit_export(stack: Stack) -> None:
     from workers.outbound.relay import relay_once
 
@@ -128,7 +127,7 @@ def test_scan_review_relay_audit_export(stack: Stack) -> None:
 
     # The relay sends one event per needs-review verdict and per decision.
     relay_once(stack.settings, limit=500)
-    events = redis.Redis.from_url(EVENTS_REDIS, decode_responses=True)
+    events = redis.Redis.from_url(stack.settings.outbox_redis_url or "", decode_responses=True)
     entries: list[tuple[str, dict[str, str]]] = events.xrange(stack.stream)  # type: ignore[assignment]
     topics = [fields["topic"] for _, fields in entries]
     assert topics.count("verdict.needs_review") == contents.distinct_good

@@ -29,7 +29,7 @@ from db.outbox import add_event, outbox_status
 from db.session import session_scope
 from modscan.settings import Settings
 from tests.support.receiver import WebhookReceiver, webhook_receiver
-from tests.support.services import REDIS_HOST, REDIS_PORT, ROOT
+from tests.support.services import ROOT
 from workers.outbound.relay import relay_once
 from workers.outbound.signing import verify_signature
 from workers.outbound.targets import build_targets
@@ -37,9 +37,6 @@ from workers.outbound.targets import build_targets
 pytestmark = pytest.mark.integration
 
 SECRET = "whsec-outbox-tests"
-# A Redis database that no fixture flushes: other suites flush `redis_url`'s while they run
-# (in parallel, on a shared machine). Each test's stream has a key of its own, deleted after.
-OUTBOX_REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/12"
 
 
 @dataclass
@@ -57,7 +54,8 @@ class Targets:
 
 
 @pytest.fixture
-def targets(pg_url: str, moto_endpoint: str) -> Iterator[Targets]:
+def targets(pg_url: str, redis_url: str, moto_endpoint: str) -> Iterator[Targets]:
+    """The three targets; the stream is on this test's own Redis database (`redis_url`)."""
     sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
     queue_url = sqs.create_queue(QueueName=f"outbox-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     stream = f"modscan:events:{uuid.uuid4().hex[:8]}"
@@ -68,14 +66,14 @@ def targets(pg_url: str, moto_endpoint: str) -> Iterator[Targets]:
             "MODSCAN_OUTBOX_WEBHOOK_URL": receiver.url,
             "MODSCAN_OUTBOX_WEBHOOK_SECRET": SECRET,
             "MODSCAN_OUTBOX_SQS_QUEUE_URL": queue_url,
-            "MODSCAN_OUTBOX_REDIS_URL": OUTBOX_REDIS_URL,
+            "MODSCAN_OUTBOX_REDIS_URL": redis_url,
             "MODSCAN_OUTBOX_REDIS_STREAM": stream,
             # Short enough for a test that waits on them.
             "MODSCAN_OUTBOX_BACKOFF_S": "0.2",
             "MODSCAN_OUTBOX_BACKOFF_MAX_S": "1",
             "MODSCAN_OUTBOX_POLL_S": "0.1",
         }
-        client = redis.Redis.from_url(OUTBOX_REDIS_URL)
+        client = redis.Redis.from_url(redis_url)
         try:
             yield Targets(receiver, sqs, queue_url, client, stream, env)
         finally:

@@ -15,6 +15,7 @@ from tests.support.services import WorkerProcess
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+@pytest.mark.slow(seconds=22)
 def test_lost_queue_is_recovered(
     pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:

@@ -32,6 +32,7 @@ def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.slow(seconds=50)
 def test_rescan_reports_flips_and_keeps_old_verdicts(
     tmp_path: Path, small_model: Path, second_model: Path
 ) -> None:

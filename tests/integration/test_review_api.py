@@ -82,9 +82,9 @@ def api(db_url: str) -> Iterator[Api]:
 
 
 @pytest.fixture
-def pg_api(pg_url: str) -> Iterator[Api]:
+def pg_api(pg_url: str, redis_url: str) -> Iterator[Api]:
     """On PostgreSQL, with an outbox target configured (nothing relays it here)."""
-    yield from _api(pg_url, outbox_redis_url="redis://127.0.0.1:6379/13")
+    yield from _api(pg_url, outbox_redis_url=redis_url)
 
 
 @pytest.fixture

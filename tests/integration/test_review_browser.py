@@ -108,6 +108,7 @@ def _seed(url: str, endpoint: str, count: int) -> list[int]:
     return verdicts
 
 
+@pytest.mark.slow
 def test_a_reviewer_reviews_three_items_in_chromium(
     api_server: str, pg_url: str, moto_endpoint: str, tmp_path: Path
 ) -> None:

@@ -47,6 +47,7 @@ def sample_scores() -> tuple[np.ndarray, np.ndarray, float]:
     return sample.labels, runner.ai_scores(sample.pixels), runner.card.threshold
 
 
+@pytest.mark.slow(seconds=25)
 @pytest.mark.dataset
 def test_card_accuracy_holds_on_a_validation_sample(
     sample_scores: tuple[np.ndarray, np.ndarray, float],
@@ -72,7 +73,7 @@ def all_scores() -> tuple[np.ndarray, np.ndarray, float]:
 
 
 @pytest.mark.dataset
-@pytest.mark.slow
+@pytest.mark.slow(seconds=70)
 def test_meets_the_target_on_the_whole_validation_split(
     all_scores: tuple[np.ndarray, np.ndarray, float],
 ) -> None:

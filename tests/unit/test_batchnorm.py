@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 
+@pytest.mark.slow
 def test_recomputed_statistics_are_the_data_statistics() -> None:
     keras = pytest.importorskip("keras")
     from modscan.training.batchnorm import recompute_batchnorm_statistics

@@ -61,6 +61,7 @@ def database_unreachable(url: str) -> Iterator[None]:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
+@pytest.mark.slow(seconds=100)
 def test_database_outage_mid_scan_heals_without_an_operator(
     pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
@@ -88,6 +89,7 @@ def test_database_outage_mid_scan_heals_without_an_operator(
     print(f"scan completed {healed_in:.1f}s after the database came back")
 
 
+@pytest.mark.slow(seconds=130)
 def test_broker_cut_mid_scan_heals_and_scores_each_image_once(
     pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:
@@ -117,6 +119,7 @@ def test_broker_cut_mid_scan_heals_and_scores_each_image_once(
     assert most is not None and most <= 2  # the cut may cost a delivery, never two
 
 
+@pytest.mark.slow(seconds=60)
 def test_a_batch_that_outlives_the_visibility_timeout_runs_twice_and_writes_once(
     pg_url: str, redis_url: str, moto_endpoint: str, small_model: Path, tmp_path: Path
 ) -> None:

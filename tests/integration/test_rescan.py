@@ -41,7 +41,14 @@ def test_rescan_reports_flips_and_keeps_old_verdicts(
     for i in range(12):
         (folder / f"img{i:02d}.jpg").write_bytes(jpeg_bytes(i))
     db = tmp_path / "modscan.db"
-    env = {"MODSCAN_DATABASE_URL": f"sqlite:///{db}", "MODSCAN_MODEL_PATH": str(small_model)}
+    env = {
+        "MODSCAN_DATABASE_URL": f"sqlite:///{db}",
+        "MODSCAN_MODEL_PATH": str(small_model),
+        # Two small batch shapes to trace, as for the suite's other scans (the defaults trace
+        # 16, 64 and 256 for a dozen images, in both the scan and the rescan process).
+        "MODSCAN_BATCH_SIZES": "[4]",
+        "MODSCAN_MAX_BATCH": "16",
+    }
     assert run_cli(["migrate"], tmp_path, env).returncode == 0
     first = run_cli(["scan", str(folder)], tmp_path, env)
     assert first.returncode == 0, first.stderr[-2000:]
